@@ -1,0 +1,493 @@
+"""The MultiSWAG regressor."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._mixture import NormalMixture
+from ._particles import (
+    SAMPLE_SEED,
+    TrainingPlan,
+    check_device,
+    fit_group,
+    group_devices,
+    merge_groups,
+    particle_seeds,
+    partition,
+)
+from ._predictive import component_moments
+from ._sklearn_compat import Interval, _fit_context, validate_data
+
+#: Prefixes of the parameters routed to the parts that skorch builds.
+ROUTED_PREFIXES = ("module__", "optimizer__", "criterion__", "iterator_train__")
+
+#: What ``iterator_train__*`` may set on the particle batches.
+_ITERATOR_KEYS = ("shuffle", "drop_last")
+
+
+class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
+    """Neural-network regression with MultiSWAG predictive uncertainty.
+
+    ``n_models`` independent networks ("particles") are trained with skorch.
+    Each first trains for ``pretrain_epochs`` epochs, then for ``swag_epochs``
+    more during which, at the end of every epoch, its weights are added to a
+    Gaussian fit of the weights it visits: a running mean, a running mean of
+    squares and the last ``rank`` deviation vectors (SWAG, Maddox et al. 2019).
+    A prediction averages ``n_samples`` networks drawn from each particle's
+    Gaussian and mixes the particles with equal weights (MultiSWAG, Wilson &
+    Izmailov 2020), adding the observation noise estimated on the training
+    data.
+
+    Parameters
+    ----------
+    module : torch.nn.Module subclass, torch.nn.Module instance or None, \
+            default=None
+        The network of one particle. A class is instantiated once per
+        particle with the ``module__*`` parameters; an instance is copied
+        and re-initialised (every submodule's ``reset_parameters``) per
+        particle. None builds :class:`~sklearn_swag.MLP` with the number of
+        inputs and outputs taken from the data. The network maps a float32
+        tensor of shape (n_samples, n_features) to (n_samples, n_outputs), or
+        to (n_samples,) for one output.
+    n_models : int, default=5
+        Number of particles, each an independent SWAG run with its own
+        initialisation, mini-batch order and posterior draws.
+    rank : int, default=20
+        Maximum rank K of the low-rank part of each particle's covariance: the
+        number of most recent deviation vectors kept. 0 gives a diagonal
+        covariance (SWAG-Diagonal).
+    pretrain_epochs : int, default=200
+        Epochs of plain training before SWAG collection starts.
+    swag_epochs : int, default=100
+        Epochs during which a snapshot is collected at the end of every
+        epoch. 0 skips SWAG: every particle is its final network, which is a
+        deep ensemble (and ``n_samples`` draws are then all the same network).
+    lr : float, default=0.01
+        Learning rate of the optimizer, constant through both phases.
+    batch_size : int or None, default=128
+        Rows per mini-batch; None trains on the whole data set in one batch.
+    n_samples : int, default=20
+        Posterior draws per particle at prediction time.
+    scale : float, default=1.0
+        Multiplies each particle's posterior covariance. 1 is the SWAG
+        Gaussian as fitted; smaller values shrink the weight-space spread
+        (Maddox et al. 2019 use 0.5 in places), 0 predicts with each
+        particle's SWA mean alone.
+    optimizer : torch.optim.Optimizer subclass, default=torch.optim.Adam
+        Optimizer of every particle; its options are set with
+        ``optimizer__*`` (for example ``optimizer__weight_decay``). Particles
+        stay independent with elementwise optimizers (SGD, Adam, AdamW,
+        RMSprop, Adagrad).
+    criterion : torch.nn.Module subclass or instance, default=torch.nn.MSELoss
+        Training loss of one particle, options set with ``criterion__*``.
+    device : str or torch.device, default="cpu"
+        Where particles train and predict: "cpu", "cuda" (the particle groups
+        go round robin over the visible GPUs) or "cuda:<index>". The fitted
+        moments are always stored on the CPU.
+    n_jobs : int or None, default=None
+        Number of joblib workers; the particles are split into that many
+        groups. None means 1 unless in a :func:`joblib.parallel_backend`
+        context; -1 uses all processors. The result does not depend on it.
+    verbose : int, default=0
+        Above 0, a progress bar over the epochs of each group.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every particle's initialisation, mini-batch order and
+        posterior draws. The global torch and numpy random states are left
+        untouched.
+    **kwargs
+        Routed parameters: ``module__*``, ``optimizer__*``, ``criterion__*``
+        and ``iterator_train__*`` (``shuffle``, ``drop_last``), as in skorch.
+        They are visible to ``get_params`` and ``set_params``.
+
+    Attributes
+    ----------
+    swag_mean_ : ndarray of shape (n_models, n_params)
+        Each particle's SWA mean: the average of its snapshots (float64).
+    swag_sq_mean_ : ndarray of shape (n_models, n_params)
+        Each particle's average of squared snapshots (float64).
+    swag_deviations_ : ndarray of shape (n_models, K, n_params)
+        The K = min(rank, swag_epochs) most recent deviations of each
+        particle from its running mean, oldest first (float32).
+    n_snapshots_ : ndarray of shape (n_models,)
+        Snapshots collected by each particle.
+    noise_variance_ : ndarray of shape (n_outputs_,)
+        Observation-noise variance of each target: the mean squared training
+        residual of the predictive mean.
+    train_loss_ : ndarray of shape (n_models,)
+        Each particle's training loss on its last batch.
+    particles_ : ParticleStack
+        The trained networks (structure, final weights, buffers) on the CPU.
+    particle_seeds_ : ndarray of shape (n_models, 3)
+        Each particle's seeds for initialisation, data order and draws.
+    n_params_ : int
+        Number of weights of one network.
+    n_outputs_ : int
+        Number of targets.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    sklearn.gaussian_process.GaussianProcessRegressor : Exact Gaussian
+        process regression, also with ``predict(X, return_std=True)``.
+    sklearn.linear_model.BayesianRidge : Bayesian linear regression.
+
+    Notes
+    -----
+    A draw of particle :math:`m` is
+    :math:`\\theta = \\bar\\theta_m + \\sqrt{s}(\\sigma_m \\odot z_1/\\sqrt2 +
+    D_m^\\top z_2/\\sqrt{2(K-1)})` (see ``sklearn_swag._swag``). Particle
+    :math:`m`'s predictive component at :math:`x` is a normal with the mean
+    :math:`\\mu_m(x)` and variance :math:`v_m(x)` of its ``n_samples``
+    network outputs plus the noise variance; the prediction is the equal-
+    weight mixture of the components. The draws are seeded per particle, so
+    a row gets the same prediction whatever else is in the batch.
+
+    References
+    ----------
+    .. [1] W. J. Maddox, T. Garipov, P. Izmailov, D. Vetrov and A. G. Wilson,
+       "A Simple Baseline for Bayesian Uncertainty in Deep Learning",
+       NeurIPS 2019.
+    .. [2] A. G. Wilson and P. Izmailov, "Bayesian Deep Learning and a
+       Probabilistic Perspective of Generalization", NeurIPS 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_swag import MultiSWAGRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-1, 1, size=(40, 2))
+    >>> y = X[:, 0] - 2 * X[:, 1]
+    >>> reg = MultiSWAGRegressor(n_models=2, pretrain_epochs=20, swag_epochs=10,
+    ...                          rank=5, random_state=0).fit(X, y)
+    >>> mean, std = reg.predict(X[:3], return_std=True)
+    >>> mean.shape, std.shape
+    ((3,), (3,))
+    >>> reg.swag_deviations_.shape[:2]
+    (2, 5)
+    """
+
+    _parameter_constraints: dict = {
+        "module": [None, callable],
+        "n_models": [Interval(Integral, 1, None, closed="left")],
+        "rank": [Interval(Integral, 0, None, closed="left")],
+        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
+        "swag_epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "scale": [Interval(Real, 0, None, closed="left")],
+        "optimizer": [callable],
+        "criterion": [callable],
+        "device": [str, torch.device],
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        module=None,
+        *,
+        n_models=5,
+        rank=20,
+        pretrain_epochs=200,
+        swag_epochs=100,
+        lr=0.01,
+        batch_size=128,
+        n_samples=20,
+        scale=1.0,
+        optimizer=torch.optim.Adam,
+        criterion=torch.nn.MSELoss,
+        device="cpu",
+        n_jobs=None,
+        verbose=0,
+        random_state=None,
+        **kwargs,
+    ):
+        self.module = module
+        self.n_models = n_models
+        self.rank = rank
+        self.pretrain_epochs = pretrain_epochs
+        self.swag_epochs = swag_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.n_samples = n_samples
+        self.scale = scale
+        self.optimizer = optimizer
+        self.criterion = criterion
+        self.device = device
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+        _check_routed_names(kwargs)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    # -- parameters ------------------------------------------------------------------
+    def _routed_params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.startswith(ROUTED_PREFIXES)}
+
+    def _params_for(self, prefix: str) -> dict:
+        start = len(prefix) + 2
+        return {
+            k[start:]: v
+            for k, v in self._routed_params().items()
+            if k.startswith(prefix + "__")
+        }
+
+    def get_params(self, deep=True):
+        """Get the parameters of this estimator, routed ones included.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of contained estimators.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        params = super().get_params(deep=deep)
+        params.update(self._routed_params())
+        return params
+
+    def set_params(self, **params):
+        """Set the parameters of this estimator, routed ones included.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters, including ``module__*``, ``optimizer__*``,
+            ``criterion__*`` and ``iterator_train__*``.
+
+        Returns
+        -------
+        self : MultiSWAGRegressor
+        """
+        routed = {k: v for k, v in params.items() if k.startswith(ROUTED_PREFIXES)}
+        _check_routed_names(routed)
+        for key, value in routed.items():
+            setattr(self, key, value)
+        rest = {k: v for k, v in params.items() if k not in routed}
+        if rest:
+            super().set_params(**rest)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    # -- fitting ----------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the particles and collect their SWAG moments.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+
+        Returns
+        -------
+        self : MultiSWAGRegressor
+            The fitted estimator. If fitting fails, an estimator fitted
+            before is left as it was.
+        """
+        before = dict(vars(self))
+        try:
+            self._fit(X, y)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+        return self
+
+    def _fit(self, X, y):
+        self._check_params()
+        device = check_device(self.device)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            dtype=[np.float64, np.float32],
+            multi_output=True,
+            y_numeric=True,
+        )
+        X = X.astype(np.float32)
+        y = np.asarray(y, dtype=np.float32)
+        y2d = y.reshape(len(y), -1)
+        n_outputs = y2d.shape[1]
+
+        seeds = particle_seeds(check_random_state(self.random_state), self.n_models)
+        plan = TrainingPlan(
+            module=self.module,
+            module_kwargs=self._params_for("module"),
+            n_features=X.shape[1],
+            n_outputs=n_outputs,
+            criterion=self.criterion,
+            criterion_kwargs=self._params_for("criterion"),
+            optimizer=self.optimizer,
+            optimizer_kwargs=self._params_for("optimizer"),
+            iterator_kwargs=self._params_for("iterator_train"),
+            lr=float(self.lr),
+            batch_size=self.batch_size,
+            pretrain_epochs=self.pretrain_epochs,
+            swag_epochs=self.swag_epochs,
+            rank=self.rank,
+            verbose=self.verbose,
+        )
+        n_jobs = _effective_n_jobs(self.n_jobs)
+        groups = partition(self.n_models, n_jobs)
+        devices = group_devices(device, len(groups))
+        results = Parallel(n_jobs=min(n_jobs, len(groups)))(
+            delayed(fit_group)(plan, X, y2d, ids, seeds[ids], dev)
+            for ids, dev in zip(groups, devices, strict=True)
+        )
+        merged = merge_groups(results)
+
+        self.particles_ = merged["stack"]
+        self.swag_mean_ = merged["mean"]
+        self.swag_sq_mean_ = merged["sq_mean"]
+        self.swag_deviations_ = merged["deviations"]
+        self.n_snapshots_ = merged["n_snapshots"]
+        self.train_loss_ = merged["train_loss"]
+        self.particle_seeds_ = seeds
+        self.n_params_ = self.particles_.n_params
+        self.n_outputs_ = n_outputs
+        self.noise_variance_ = np.zeros(n_outputs)
+
+        means, _ = self._component_moments(X)
+        residual = y2d.astype(np.float64) - means.mean(axis=0)
+        floor = 1e-12 * max(1.0, float(np.var(y2d)))
+        self.noise_variance_ = np.maximum((residual**2).mean(axis=0), floor)
+        if not np.all(np.isfinite(means)):
+            raise FloatingPointError(
+                "The trained networks predict NaN or infinite values on the "
+                "training data; lower `lr` or scale the inputs and targets."
+            )
+
+    def _check_params(self):
+        if self.pretrain_epochs + self.swag_epochs < 1:
+            raise ValueError(
+                "pretrain_epochs + swag_epochs must be at least 1, got "
+                f"{self.pretrain_epochs} + {self.swag_epochs}."
+            )
+        unknown = set(self._params_for("iterator_train")) - set(_ITERATOR_KEYS)
+        if unknown:
+            raise ValueError(
+                f"Unknown iterator_train parameter(s) {sorted(unknown)}: the "
+                f"particle batches accept {list(_ITERATOR_KEYS)}."
+            )
+        if isinstance(self.module, torch.nn.Module) and self._params_for("module"):
+            raise ValueError(
+                "module__* parameters need `module` to be a class (or None); "
+                "a module instance is used as it is."
+            )
+
+    # -- prediction -------------------------------------------------------------------
+    def _component_moments(self, X):
+        n_draws = self.n_samples if self.swag_epochs > 0 else 1
+        return component_moments(
+            self.particles_,
+            self.swag_mean_,
+            self.swag_sq_mean_,
+            self.swag_deviations_,
+            self.particle_seeds_[:, SAMPLE_SEED],
+            X,
+            n_samples=n_draws,
+            scale=float(self.scale),
+            device=check_device(self.device),
+        )
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return X.astype(np.float32)
+
+    def predict_dist(self, X):
+        """Posterior predictive distribution at ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Query points.
+
+        Returns
+        -------
+        dist : NormalMixture
+            One equal-weight Gaussian mixture per row (and target), with a
+            component per particle, and scipy.stats-style methods
+            (``mean``, ``std``, ``var``, ``logpdf``, ``cdf``, ``ppf``,
+            ``interval``, ``rvs``) plus ``epistemic_var`` and
+            ``aleatoric_var``.
+        """
+        X = self._validated(X)
+        means, variances = self._component_moments(X)
+        return NormalMixture(
+            means,
+            variances,
+            noise_variance=self.noise_variance_,
+            single_output=self.n_outputs_ == 1,
+        )
+
+    def predict(self, X, return_std=False):
+        """Predictive mean, and optionally its standard deviation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Query points.
+        return_std : bool, default=False
+            Also return the predictive standard deviation (epistemic and
+            observation noise together).
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Mean of the predictive mixture.
+        y_std : ndarray of the same shape
+            Its standard deviation; only when ``return_std`` is True.
+        """
+        dist = self.predict_dist(X)
+        if return_std:
+            return dist.mean(), dist.std()
+        return dist.mean()
+
+
+def _check_routed_names(params: dict) -> None:
+    bad = [k for k in params if not k.startswith(ROUTED_PREFIXES)]
+    if bad:
+        hints = []
+        for key in bad:
+            for prefix in ROUTED_PREFIXES:
+                stem = prefix[:-2]
+                if key.startswith(stem + "_") and not key.startswith(prefix):
+                    hints.append(
+                        f"did you mean {prefix}{key[len(stem) :].lstrip('_')}?"
+                    )
+        raise TypeError(
+            f"MultiSWAGRegressor got unexpected argument(s) {sorted(bad)}; routed "
+            f"parameters start with one of {list(ROUTED_PREFIXES)}. " + " ".join(hints)
+        )
+
+
+def _effective_n_jobs(n_jobs) -> int:
+    from joblib import effective_n_jobs
+
+    return max(1, effective_n_jobs(n_jobs))

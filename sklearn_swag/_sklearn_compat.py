@@ -1,0 +1,17 @@
+"""The one place that imports scikit-learn's private helpers.
+
+Should scikit-learn move one of them, this file is the only one to change;
+``tests/test_sklearn_compat.py`` fails first.
+"""
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils.validation import validate_data
+
+__all__ = [
+    "Interval",
+    "InvalidParameterError",
+    "StrOptions",
+    "_fit_context",
+    "validate_data",
+]
