@@ -126,19 +126,26 @@ class TrainingPlan:
 
         The global torch random state is borrowed under a lock and restored.
         """
+        if isinstance(self.module, nn.Module):
+            factory, kwargs = _reinitialised_copy, {"module": self.module}
+        elif self.module is None:
+            factory = MLP
+            kwargs = {
+                "n_features": self.n_features,
+                "n_outputs": self.n_outputs,
+                **self.module_kwargs,
+            }
+        else:
+            factory, kwargs = self.module, self.module_kwargs
         with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            if self.module is None:
-                return MLP(self.n_features, self.n_outputs, **self.module_kwargs)
-            if isinstance(self.module, nn.Module):
-                return _reinitialised_copy(self.module)
             try:
-                return self.module(**self.module_kwargs)
+                return factory(**kwargs)
             except TypeError as exc:
                 names = ", ".join(f"module__{k}" for k in self.module_kwargs)
                 raise TypeError(
-                    f"Could not build {getattr(self.module, '__name__', self.module)}"
-                    f" with the routed parameters ({names or 'none'}): {exc}"
+                    f"Could not build {getattr(factory, '__name__', factory)} with "
+                    f"the routed parameters ({names or 'none'}): {exc}"
                 ) from exc
 
     def build_criterion(self) -> nn.Module:

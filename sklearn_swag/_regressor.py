@@ -23,7 +23,12 @@ from ._particles import (
     partition,
 )
 from ._predictive import component_moments
-from ._sklearn_compat import Interval, _fit_context, validate_data
+from ._sklearn_compat import (
+    Interval,
+    InvalidParameterError,
+    _fit_context,
+    validate_data,
+)
 
 #: Prefixes of the parameters routed to the parts that skorch builds.
 ROUTED_PREFIXES = ("module__", "optimizer__", "criterion__", "iterator_train__")
@@ -230,13 +235,20 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
-        _check_routed_names(kwargs)
-        for key, value in kwargs.items():
-            setattr(self, key, value)
+        self._routed = dict(kwargs)
 
     # -- parameters ------------------------------------------------------------------
     def _routed_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k.startswith(ROUTED_PREFIXES)}
+        return dict(vars(self).get("_routed", {}))
+
+    def __getattr__(self, name):
+        # Routed parameters read like attributes, as in skorch.
+        routed = vars(self).get("_routed", {})
+        if name in routed:
+            return routed[name]
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}"
+        )
 
     def _params_for(self, prefix: str) -> dict:
         start = len(prefix) + 2
@@ -270,17 +282,18 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         ----------
         **params : dict
             Estimator parameters, including ``module__*``, ``optimizer__*``,
-            ``criterion__*`` and ``iterator_train__*``.
+            ``criterion__*`` and ``iterator_train__*``. Names are checked
+            by :meth:`fit`, as values are.
 
         Returns
         -------
         self : MultiSWAGRegressor
         """
-        routed = {k: v for k, v in params.items() if k.startswith(ROUTED_PREFIXES)}
-        _check_routed_names(routed)
-        for key, value in routed.items():
-            setattr(self, key, value)
-        rest = {k: v for k, v in params.items() if k not in routed}
+        own = set(self._get_param_names())
+        routed = {k: v for k, v in params.items() if k not in own}
+        if routed:
+            self._routed = {**self._routed_params(), **routed}
+        rest = {k: v for k, v in params.items() if k in own}
         if rest:
             super().set_params(**rest)
         return self
@@ -352,6 +365,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             rank=self.rank,
             verbose=self.verbose,
         )
+        plan.build_module(seeds[0, 0])  # fail here, not in a worker, on a bad module
         n_jobs = _effective_n_jobs(self.n_jobs)
         groups = partition(self.n_models, n_jobs)
         devices = group_devices(device, len(groups))
@@ -383,6 +397,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             )
 
     def _check_params(self):
+        _check_routed_names(self._routed_params())
         if self.pretrain_epochs + self.swag_epochs < 1:
             raise ValueError(
                 "pretrain_epochs + swag_epochs must be at least 1, got "
@@ -481,8 +496,8 @@ def _check_routed_names(params: dict) -> None:
                     hints.append(
                         f"did you mean {prefix}{key[len(stem) :].lstrip('_')}?"
                     )
-        raise TypeError(
-            f"MultiSWAGRegressor got unexpected argument(s) {sorted(bad)}; routed "
+        raise InvalidParameterError(
+            f"MultiSWAGRegressor got unexpected parameter(s) {sorted(bad)}; routed "
             f"parameters start with one of {list(ROUTED_PREFIXES)}. " + " ".join(hints)
         )
 

@@ -257,7 +257,7 @@ class ParticleStack(nn.Module):
         for attr in ("mode", "_names", "_shapes", "_numels", "n_params"):
             setattr(joined, attr, getattr(first, attr))
         joined._buffer_names = list(first._buffer_names)
-        joined._skeleton = first._skeleton
+        joined._skeleton = [copy.deepcopy(first._skeleton[0])]  # not shared
         joined.n_particles = sum(s.n_particles for s in stacks)
         joined.weights = nn.ParameterList(
             nn.Parameter(torch.cat([s.weights[i].detach() for s in stacks]))
@@ -267,7 +267,21 @@ class ParticleStack(nn.Module):
             joined.register_buffer(
                 f"_buffer{i}", torch.cat([getattr(s, f"_buffer{i}") for s in stacks])
             )
-        return joined
+        return joined.train(first.training)
+
+
+def _updates_buffers(module: nn.Module, probe: torch.Tensor) -> bool:
+    """Whether a training-mode call of ``module`` changes any of its buffers."""
+    if not any(True for _ in module.buffers()):
+        return False
+    copy_ = copy.deepcopy(module).train()
+    before = [b.clone() for b in copy_.buffers()]
+    with torch.no_grad():
+        copy_(probe)
+    return any(
+        not torch.equal(old, new)
+        for old, new in zip(before, copy_.buffers(), strict=True)
+    )
 
 
 def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleStack:
@@ -287,9 +301,15 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     stack = ParticleStack(modules)
     if stack.mode == "mlp":
         return stack
+    # The probe may draw dropout masks: from a forked, not the caller's, state.
+    cuda = [probe.device.index or 0] if probe.device.type == "cuda" else []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             stack.train()(probe)
+            if _updates_buffers(modules[0], probe):
+                # vmap runs such a module, but its buffer updates land in a
+                # copy and are lost; only copy-by-copy evaluation keeps them.
+                raise RuntimeError("it updates its buffers in training mode")
     except Exception as exc:  # noqa: BLE001 - any failure means "cannot batch"
         warnings.warn(
             f"{type(modules[0]).__name__} cannot be batched over particles with "

@@ -1,0 +1,38 @@
+"""Shared fixtures: small float32 data and fast estimator settings."""
+
+import numpy as np
+import pytest
+
+#: Settings that train in well under a second on a 2-core CPU.
+FAST = dict(
+    n_models=3,
+    rank=4,
+    pretrain_epochs=60,
+    swag_epochs=10,
+    n_samples=4,
+    lr=0.03,
+    batch_size=None,
+    module__hidden_layer_sizes=(16,),
+    random_state=0,
+)
+
+
+@pytest.fixture
+def fast_params():
+    return dict(FAST)
+
+
+@pytest.fixture
+def regression_data():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-1, 1, size=(64, 3)).astype(np.float32)
+    y = (X[:, 0] - 2 * X[:, 1] + 0.5 * np.sin(3 * X[:, 2])).astype(np.float32)
+    y += 0.05 * rng.standard_normal(64).astype(np.float32)
+    return X, y
+
+
+@pytest.fixture
+def toy_1d():
+    from sklearn_swag import make_toy_regression
+
+    return make_toy_regression(n_samples=40, random_state=0)

@@ -1,0 +1,270 @@
+"""Tests of the skorch callbacks, on real skorch nets training particle stacks."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from skorch.callbacks import Callback
+from torch import nn
+
+from sklearn_swag._callbacks import DivergenceCheck, SWAGCollector
+from sklearn_swag._particles import (
+    DATA_SEED,
+    INIT_SEED,
+    TrainingPlan,
+    _GroupNet,
+    fit_group,
+)
+from sklearn_swag._stacking import ParticleLoss, build_stack
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a busy machine the
+    threads' waits cost milliseconds per operation."""
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
+
+
+def _data(n=40):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(n, 2)).astype(np.float32)
+    y = (np.sin(X[:, :1]) + 0.5 * X[:, 1:]).astype(np.float32)
+    return X, y
+
+
+def _plan(**overrides):
+    params = dict(
+        module=None,
+        module_kwargs={"hidden_layer_sizes": (8,), "activation": "elu"},
+        n_features=2,
+        n_outputs=1,
+        criterion=nn.MSELoss,
+        criterion_kwargs={},
+        optimizer=torch.optim.Adam,
+        optimizer_kwargs={},
+        iterator_kwargs={},
+        lr=0.01,
+        batch_size=16,  # three shuffled batches per epoch, the last of 8 rows
+        pretrain_epochs=3,
+        swag_epochs=4,
+        rank=3,
+    )
+    params.update(overrides)
+    return TrainingPlan(**params)
+
+
+def _seeds(n_particles=2):
+    return np.random.RandomState(42).randint(2**31 - 1, size=(n_particles, 3))
+
+
+class Recorder(Callback):
+    """Records every particle's flat weights and snapshot count after each epoch."""
+
+    def initialize(self):
+        self.weights_ = []
+        self.n_snapshots_ = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.weights_.append(net.module_.flat_weights().clone())
+        collector = dict(net.callbacks_).get("swag")
+        if collector is not None:
+            self.n_snapshots_.append(collector.moments_.n_snapshots.tolist())
+
+
+class PoisonParticle(Callback):
+    """Sets one particle's weights to NaN at the start of one epoch."""
+
+    def __init__(self, particle, epoch):
+        self.particle = particle
+        self.epoch = epoch
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            with torch.no_grad():
+                net.module_.weights[0][self.particle].fill_(math.nan)
+
+
+def _train(plan, seeds, callbacks, X, y):
+    """A skorch net built as ``fit_group`` builds it, with the given callbacks."""
+    modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+    net = _GroupNet(
+        module=build_stack(modules, X_t[:8]),
+        criterion=ParticleLoss(plan.build_criterion()),
+        optimizer=plan.optimizer,
+        lr=plan.lr,
+        max_epochs=plan.pretrain_epochs + plan.swag_epochs,
+        batch_size=plan.batch_size,
+        train_split=None,
+        callbacks=callbacks,
+    )
+    net.particle_generators_ = [
+        torch.Generator().manual_seed(int(s)) for s in seeds[:, DATA_SEED]
+    ]
+    net.fit(X_t, y_t)
+    return net
+
+
+def _numpy_swag(snapshots, rank):
+    """mean, sq_mean and last ``rank`` deviation rows of (T, P, n) snapshots."""
+    snapshots = np.asarray(snapshots, dtype=np.float64)
+    t = np.arange(1, len(snapshots) + 1).reshape(-1, 1, 1)
+    running = np.cumsum(snapshots, axis=0) / t
+    deviations = (snapshots - running)[max(len(snapshots) - rank, 0) :]
+    return (
+        snapshots.mean(axis=0),
+        (snapshots**2).mean(axis=0),
+        deviations.transpose(1, 0, 2),
+    )
+
+
+# -- SWAGCollector ----------------------------------------------------------------
+
+
+def test_collector_averages_the_weights_after_pretraining():
+    plan = _plan()
+    X, y = _data()
+    collector = SWAGCollector(start_epoch=plan.pretrain_epochs, rank=plan.rank)
+    recorder = Recorder()
+    _train(plan, _seeds(), [("swag", collector), ("record", recorder)], X, y)
+    # One snapshot at the end of each epoch after the first three, per particle.
+    assert recorder.n_snapshots_ == [[0, 0]] * 3 + [[1, 1], [2, 2], [3, 3], [4, 4]]
+    moments = collector.moments_
+    assert_array_equal(moments.n_snapshots.numpy(), [4, 4])
+    recorded = torch.stack(recorder.weights_).numpy()  # (epochs, P, n_params)
+    mean, sq_mean, deviations = _numpy_swag(recorded[3:], plan.rank)
+    # Float32 weights averaged in float64: equal to float64 round-off.
+    assert_allclose(moments.mean.numpy(), mean, rtol=1e-12, atol=1e-12)
+    assert_allclose(moments.sq_mean.numpy(), sq_mean, rtol=1e-12, atol=1e-12)
+    # Deviations are stored in float32.
+    assert_allclose(moments.deviations.numpy(), deviations, rtol=1e-6, atol=1e-7)
+    # The pretraining epochs are left out: including them moves the mean.
+    wrong = recorded[2:].astype(np.float64).mean(axis=0)
+    assert np.abs(moments.mean.numpy() - wrong).max() > 1e-4
+
+
+def test_fit_group_moments_are_those_of_a_recorded_run():
+    plan = _plan()
+    X, y = _data()
+    seeds = _seeds()
+    result = fit_group(plan, X, y, np.array([7, 8]), seeds, CPU)
+    recorder = Recorder()
+    _train(plan, seeds, [("record", recorder)], X, y)
+    recorded = torch.stack(recorder.weights_).numpy()
+    mean, sq_mean, deviations = _numpy_swag(recorded[plan.pretrain_epochs :], 3)
+    # The same computation twice on the CPU: any difference is round-off.
+    assert_allclose(result["mean"], mean, rtol=1e-6, atol=1e-7)
+    assert_allclose(result["sq_mean"], sq_mean, rtol=1e-6, atol=1e-7)
+    assert_allclose(result["deviations"], deviations, rtol=1e-5, atol=1e-6)
+    assert_array_equal(result["n_snapshots"], [4, 4])
+    assert result["mean"].dtype == np.float64
+    assert_allclose(
+        result["stack"].flat_weights().numpy(), recorded[-1], rtol=1e-6, atol=1e-7
+    )
+    assert result["train_loss"].shape == (2,)
+    assert np.isfinite(result["train_loss"]).all()
+
+
+@pytest.mark.parametrize("rank, k", [(0, 0), (2, 2), (4, 4), (9, 4)])
+def test_fit_group_keeps_at_most_rank_deviations(rank, k):
+    plan = _plan(rank=rank, pretrain_epochs=1, swag_epochs=4, batch_size=None)
+    X, y = _data()
+    result = fit_group(plan, X, y, np.array([0, 1, 2]), _seeds(3), CPU)
+    n_params = result["mean"].shape[1]
+    assert result["deviations"].shape == (3, k, n_params)
+    assert_array_equal(result["n_snapshots"], [4, 4, 4])
+
+
+def test_fit_group_without_swag_epochs_is_a_deep_ensemble():
+    plan = _plan(swag_epochs=0, pretrain_epochs=5)
+    X, y = _data()
+    seeds = _seeds()
+    result = fit_group(plan, X, y, np.array([0, 1]), seeds, CPU)
+    final = result["stack"].flat_weights().double().numpy()
+    assert_array_equal(result["mean"], final)
+    assert_array_equal(result["sq_mean"], final**2)
+    assert result["deviations"].shape == (2, 0, final.shape[1])
+    assert_array_equal(result["n_snapshots"], [0, 0])
+    # The final weights are those of five epochs of training.
+    recorder = Recorder()
+    _train(plan, seeds, [("record", recorder)], X, y)
+    assert len(recorder.weights_) == 5
+    assert_allclose(final, recorder.weights_[-1].numpy(), rtol=1e-6, atol=1e-7)
+    with torch.no_grad():
+        initial = torch.stack(
+            [
+                torch.nn.utils.parameters_to_vector(plan.build_module(s).parameters())
+                for s in seeds[:, INIT_SEED]
+            ]
+        )
+    assert np.abs(final - initial.numpy()).max(axis=1).min() > 1e-3
+
+
+# -- DivergenceCheck --------------------------------------------------------------
+
+
+def test_divergence_names_the_global_particle_id():
+    plan = _plan(pretrain_epochs=6, swag_epochs=0)
+    X, y = _data()
+    callbacks = [
+        ("poison", PoisonParticle(particle=1, epoch=3)),
+        ("divergence", DivergenceCheck([7, 8])),
+    ]
+    with pytest.raises(FloatingPointError, match=r"particle\(s\) \[8\].*epoch 3"):
+        _train(plan, _seeds(), callbacks, X, y)
+
+
+def test_no_divergence_no_error():
+    plan = _plan(pretrain_epochs=3, swag_epochs=0)
+    X, y = _data()
+    recorder = Recorder()
+    _train(
+        plan, _seeds(), [("divergence", DivergenceCheck([7, 8])), ("r", recorder)], X, y
+    )
+    assert len(recorder.weights_) == 3
+
+
+def test_fit_group_stops_a_diverging_run():
+    # Plain gradient descent with a huge step on a linear model: the weights
+    # grow geometrically until a loss overflows. The run stops at the first
+    # particle that diverges, named by its global id, not its place (0 or 1).
+    plan = _plan(
+        module_kwargs={"hidden_layer_sizes": ()},
+        optimizer=torch.optim.SGD,
+        lr=100.0,
+        batch_size=None,
+        pretrain_epochs=60,
+        swag_epochs=0,
+    )
+    X, y = _data()
+    with pytest.raises(FloatingPointError, match=r"particle\(s\) \[(7|8|7, 8)\]"):
+        fit_group(plan, X, y, np.array([7, 8]), _seeds(), CPU)
+
+
+@pytest.mark.parametrize(
+    "nonfinite, message",
+    [
+        (None, None),
+        ([False, False, False], None),
+        ([False, True, False], r"\[11\]"),
+        ([True, False, True], r"\[10, 12\]"),
+    ],
+)
+def test_divergence_check_reads_the_criterion_flags(nonfinite, message):
+    flags = None if nonfinite is None else torch.tensor(nonfinite)
+    net = SimpleNamespace(criterion_=SimpleNamespace(nonfinite=flags), history=[{}])
+    check = DivergenceCheck([10, 11, 12])
+    if message is None:
+        check.on_epoch_end(net)
+    else:
+        with pytest.raises(FloatingPointError, match=message):
+            check.on_epoch_end(net)

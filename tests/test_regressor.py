@@ -1,0 +1,452 @@
+"""MultiSWAGRegressor: behaviour a user relies on."""
+
+import pickle
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from sklearn_swag import MLP, MultiSWAGRegressor, NormalMixture
+from sklearn_swag._sklearn_compat import InvalidParameterError
+
+
+class GenericNet(nn.Module):
+    """The seed notebook's network: input-16-16-1 with ELU."""
+
+    def __init__(self, input_dim=1, hidden=16):
+        super().__init__()
+        self.fc1 = nn.Linear(input_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x):
+        return self.out(nn.functional.elu(self.fc2(nn.functional.elu(self.fc1(x)))))
+
+
+class BatchNormNet(nn.Module):
+    def __init__(self, input_dim=3):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(input_dim, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+# -- fitting and predicting ------
+def test_fit_predict_shapes_and_fitted_attributes(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    n_params = 3 * 16 + 16 + 16 + 1
+    assert reg.n_params_ == n_params
+    assert reg.swag_mean_.shape == (3, n_params)
+    assert reg.swag_sq_mean_.shape == (3, n_params)
+    assert reg.swag_deviations_.shape == (3, 4, n_params)
+    assert reg.swag_mean_.dtype == np.float64
+    np.testing.assert_array_equal(reg.n_snapshots_, [10, 10, 10])
+    assert reg.noise_variance_.shape == (1,)
+    assert reg.n_features_in_ == 3 and reg.n_outputs_ == 1
+    mean = reg.predict(X)
+    assert mean.shape == (64,) and mean.dtype == np.float64
+    mean2, std = reg.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, mean2)
+    assert std.shape == (64,) and np.all(std > 0)
+    assert reg.score(X, y) > 0.9
+
+
+def test_predict_dist_is_the_mixture(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    dist = reg.predict_dist(X[:5])
+    assert isinstance(dist, NormalMixture)
+    assert dist.n_components == 3
+    mean, std = reg.predict(X[:5], return_std=True)
+    np.testing.assert_allclose(dist.mean(), mean)
+    np.testing.assert_allclose(dist.std(), std)
+    np.testing.assert_allclose(dist.epistemic_var() + dist.aleatoric_var(), dist.var())
+    np.testing.assert_allclose(dist.aleatoric_var(), reg.noise_variance_[0])
+    lo, hi = dist.interval(0.95)
+    assert np.all(lo < mean) and np.all(mean < hi)
+    assert np.all(np.isfinite(dist.logpdf(y[:5])))
+    assert dist.rvs(size=7, random_state=0).shape == (7, 5)
+    assert dist.ppf(0.9).shape == (5,)
+
+
+def test_noise_variance_is_training_mse_of_predictive_mean(
+    regression_data, fast_params
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    np.testing.assert_allclose(
+        reg.noise_variance_[0], np.mean((reg.predict(X) - y) ** 2), rtol=1e-5
+    )
+
+
+def test_components_are_moments_of_the_network_draws(regression_data, fast_params):
+    """Recompute one particle's component by hand from its SWAG moments."""
+    from sklearn_swag._predictive import draw_particle_weights
+
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    p = 1
+    theta = draw_particle_weights(
+        reg.swag_mean_[p],
+        reg.swag_sq_mean_[p],
+        reg.swag_deviations_[p],
+        reg.n_samples,
+        reg.scale,
+        reg.particle_seeds_[p, 2],
+    )
+    outputs = []
+    for t in theta:
+        net = MLP(3, 1, hidden_layer_sizes=(16,))
+        nn.utils.vector_to_parameters(t.float(), net.parameters())
+        with torch.no_grad():
+            outputs.append(net(torch.as_tensor(X[:6])).numpy()[:, 0])
+    outputs = np.array(outputs, dtype=np.float64)
+    dist = reg.predict_dist(X[:6])
+    np.testing.assert_allclose(dist.means[p, :, 0], outputs.mean(0), atol=1e-5)
+    np.testing.assert_allclose(dist.variances[p, :, 0], outputs.var(0), atol=1e-6)
+
+
+def test_one_particle_has_finite_positive_std(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "n_models": 1}).fit(X, y)
+    _, std = reg.predict(X, return_std=True)
+    assert np.all(np.isfinite(std)) and np.all(std > 0)
+    assert np.all(reg.predict_dist(X).epistemic_var() > 0)
+
+
+def test_multi_output(regression_data, fast_params):
+    X, y = regression_data
+    Y = np.column_stack([y, -y, 2 * y])
+    reg = MultiSWAGRegressor(**fast_params).fit(X, Y)
+    mean, std = reg.predict(X, return_std=True)
+    assert mean.shape == std.shape == (64, 3)
+    assert reg.noise_variance_.shape == (3,)
+    dist = reg.predict_dist(X)
+    assert dist.logpdf(Y).shape == (64,)
+    assert dist.cdf(Y).shape == (64, 3)
+
+
+def test_column_target_predicts_one_dimensional(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y.reshape(-1, 1))
+    assert reg.predict(X).shape == (64,)
+
+
+def test_row_prediction_does_not_depend_on_the_batch(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    full_mean, full_std = reg.predict(X, return_std=True)
+    for i in (0, 17, 63):
+        m, s = reg.predict(X[i : i + 1], return_std=True)
+        np.testing.assert_allclose(m, full_mean[i : i + 1], rtol=1e-6)
+        np.testing.assert_allclose(s, full_std[i : i + 1], rtol=1e-6)
+
+
+def test_uncertainty_grows_away_from_the_data(toy_1d):
+    X, y = toy_1d
+    reg = MultiSWAGRegressor(
+        n_models=4,
+        module__hidden_layer_sizes=(16, 16),
+        module__activation="elu",
+        pretrain_epochs=300,
+        swag_epochs=50,
+        lr=0.03,
+        batch_size=None,
+        random_state=0,
+    ).fit(X, y)
+    grid = np.linspace(-2, 2.5, 181).reshape(-1, 1)
+    _, std = reg.predict(grid, return_std=True)
+    inside = (grid[:, 0] >= 0) & (grid[:, 0] <= 0.5)
+    far = (grid[:, 0] <= -1) | (grid[:, 0] >= 1.5)
+    assert std[far].mean() > 5 * std[inside].mean()
+
+
+# -- particles and randomness ------
+def test_each_particle_starts_from_its_own_seed(regression_data, fast_params):
+    """Particles start apart, each exactly where its own seed puts it."""
+    X, y = regression_data
+    params = {**fast_params, "pretrain_epochs": 0, "swag_epochs": 1, "lr": 1e-12}
+    reg = MultiSWAGRegressor(**params).fit(X, y)
+    for p in range(3):
+        torch.manual_seed(int(reg.particle_seeds_[p, 0]))
+        init = nn.utils.parameters_to_vector(
+            MLP(3, 1, hidden_layer_sizes=(16,)).parameters()
+        )
+        np.testing.assert_allclose(reg.swag_mean_[p], init.detach().numpy(), atol=1e-6)
+    assert not np.allclose(reg.swag_mean_[0], reg.swag_mean_[1])
+    assert len({tuple(s) for s in reg.particle_seeds_}) == 3
+
+
+def test_fit_leaves_global_random_states_alone(regression_data, fast_params):
+    X, y = regression_data
+    torch.manual_seed(123)
+    np.random.seed(123)
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    reg = MultiSWAGRegressor(**{**fast_params, "module__dropout": 0.1}).fit(X, y)
+    reg.predict_dist(X).rvs(random_state=0)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+
+
+def test_refit_in_the_same_process_is_reproducible(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params)
+    first = reg.fit(X, y).predict(X)
+    first_mean = reg.swag_mean_.copy()
+    second = reg.fit(X, y).predict(X)
+    np.testing.assert_array_equal(first_mean, reg.swag_mean_)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(reg.n_snapshots_, [10, 10, 10])
+
+
+def test_result_does_not_depend_on_n_jobs(regression_data, fast_params):
+    X, y = regression_data
+    params = {**fast_params, "n_models": 4, "batch_size": 16}
+    one = MultiSWAGRegressor(**params, n_jobs=1).fit(X, y)
+    two = MultiSWAGRegressor(**params, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(one.swag_mean_, two.swag_mean_, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        one.swag_deviations_, two.swag_deviations_, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        one.predict(X, return_std=True), two.predict(X, return_std=True), rtol=1e-5
+    )
+
+
+def test_different_random_states_differ(regression_data, fast_params):
+    X, y = regression_data
+    a = MultiSWAGRegressor(**fast_params).fit(X, y)
+    b = MultiSWAGRegressor(**{**fast_params, "random_state": 1}).fit(X, y)
+    assert not np.allclose(a.swag_mean_, b.swag_mean_)
+
+
+# -- SWAG variants ------
+def test_swag_epochs_zero_is_a_deep_ensemble(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "swag_epochs": 0}).fit(X, y)
+    assert reg.swag_deviations_.shape[1] == 0
+    np.testing.assert_array_equal(reg.n_snapshots_, 0)
+    np.testing.assert_allclose(
+        reg.swag_mean_, reg.particles_.flat_weights().double().numpy()
+    )
+    dist = reg.predict_dist(X)
+    np.testing.assert_array_equal(dist.variances, 0.0)
+    assert np.all(dist.std() > 0)
+
+
+def test_rank_zero_is_diagonal_and_rank_caps_at_snapshots(regression_data, fast_params):
+    X, y = regression_data
+    diag = MultiSWAGRegressor(**{**fast_params, "rank": 0}).fit(X, y)
+    assert diag.swag_deviations_.shape == (3, 0, diag.n_params_)
+    assert np.all(np.isfinite(diag.predict(X)))
+    big = MultiSWAGRegressor(**{**fast_params, "rank": 50}).fit(X, y)
+    assert big.swag_deviations_.shape[1] == 10
+
+
+def test_scale_zero_predicts_with_the_swa_means(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "scale": 0.0}).fit(X, y)
+    np.testing.assert_array_equal(reg.predict_dist(X).variances, 0.0)
+
+
+# -- modules ------
+def test_user_module_class_with_routed_parameters(toy_1d):
+    X, y = toy_1d
+    reg = MultiSWAGRegressor(
+        GenericNet,
+        module__input_dim=1,
+        n_models=3,
+        pretrain_epochs=100,
+        swag_epochs=10,
+        rank=5,
+        batch_size=None,
+        lr=0.03,
+        random_state=0,
+    ).fit(X, y)
+    assert reg.particles_.mode == "vmap"
+    assert reg.n_params_ == 16 + 16 + 16 * 16 + 16 + 16 + 1
+    assert reg.predict(X).shape == (40,)
+
+
+def test_user_module_instance_is_reinitialised_per_particle(toy_1d, fast_params):
+    X, y = toy_1d
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params.update(pretrain_epochs=0, swag_epochs=1, lr=1e-12)
+    template = GenericNet()
+    before = nn.utils.parameters_to_vector(template.parameters()).detach().clone()
+    reg = MultiSWAGRegressor(template, **params).fit(X, y)
+    assert not np.allclose(reg.swag_mean_[0], reg.swag_mean_[1])
+    assert not np.allclose(reg.swag_mean_[0], before.numpy())
+    # the user's instance itself is not modified
+    after = nn.utils.parameters_to_vector(template.parameters()).detach()
+    assert torch.equal(before, after)
+
+
+def test_unbatchable_module_falls_back_with_a_warning(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    with pytest.warns(UserWarning, match="one after another"):
+        reg = MultiSWAGRegressor(BatchNormNet, **params).fit(X, y)
+    assert reg.particles_.mode == "loop"
+    assert reg.score(X, y) > 0.5
+
+
+# -- parameters ------
+def test_routed_parameters_in_get_set_params_and_clone(fast_params):
+    reg = MultiSWAGRegressor(**fast_params, optimizer__weight_decay=1e-4)
+    params = reg.get_params()
+    assert params["module__hidden_layer_sizes"] == (16,)
+    assert params["optimizer__weight_decay"] == 1e-4
+    assert reg.module__hidden_layer_sizes == (16,)
+    reg.set_params(module__hidden_layer_sizes=(8, 8), rank=2)
+    assert reg.get_params()["module__hidden_layer_sizes"] == (8, 8)
+    assert reg.rank == 2
+    cloned = clone(reg)
+    assert cloned.get_params()["module__hidden_layer_sizes"] == (8, 8)
+    assert cloned.get_params()["optimizer__weight_decay"] == 1e-4
+
+
+def test_routed_parameters_reach_the_parts(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(
+        **{**fast_params, "module__hidden_layer_sizes": (5, 7)},
+        criterion=nn.HuberLoss,
+        criterion__delta=0.5,
+        optimizer=torch.optim.SGD,
+        optimizer__momentum=0.9,
+        iterator_train__shuffle=False,
+    ).fit(X, y)
+    assert reg.n_params_ == 3 * 5 + 5 + 5 * 7 + 7 + 7 + 1
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"modul__hidden": 3}, InvalidParameterError, "modul__hidden"),
+        ({"optimizer_lr": 3}, InvalidParameterError, "did you mean optimizer__lr"),
+        ({"module__nope": 3}, TypeError, "module__nope"),
+        ({"iterator_train__num_workers": 2}, ValueError, "num_workers"),
+        ({"n_models": 0}, InvalidParameterError, "n_models"),
+        ({"lr": -1.0}, InvalidParameterError, "lr"),
+        ({"scale": -0.5}, InvalidParameterError, "scale"),
+        ({"pretrain_epochs": 0, "swag_epochs": 0}, ValueError, "at least 1"),
+        ({"device": "gpu0"}, ValueError, "not a torch device"),
+        ({"device": "tpu"}, ValueError, "not a torch device"),
+    ],
+)
+def test_invalid_parameters_raise_clear_errors(regression_data, params, error, match):
+    X, y = regression_data
+    with pytest.raises(error, match=match):
+        MultiSWAGRegressor(**{"pretrain_epochs": 2, "swag_epochs": 1, **params}).fit(
+            X, y
+        )
+
+
+def test_module_instance_with_routed_parameters_is_refused(regression_data):
+    X, y = regression_data
+    with pytest.raises(ValueError, match="module__"):
+        MultiSWAGRegressor(MLP(3, 1), module__hidden_layer_sizes=(3,)).fit(X, y)
+
+
+def test_cuda_requested_without_cuda(regression_data):
+    X, y = regression_data
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            MultiSWAGRegressor(device="cuda", pretrain_epochs=1).fit(X, y)
+
+
+# -- bad data ------
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda X, y: (np.where(X > 0.9, np.nan, X), y), "NaN"),
+        (lambda X, y: (np.where(X > 0.9, np.inf, X), y), "infinity"),
+        (lambda X, y: (X.astype(str).astype(object) + "a", y), "convert"),
+        (lambda X, y: (X[:10], y), "inconsistent numbers of samples"),
+        (lambda X, y: (X[:0], y[:0]), "0 sample"),
+        (lambda X, y: (X, np.where(y > 1, np.nan, y)), "NaN"),
+    ],
+)
+def test_bad_training_data(regression_data, make, match):
+    X, y = make(*regression_data)
+    with pytest.raises(ValueError, match=match):
+        MultiSWAGRegressor(pretrain_epochs=2, swag_epochs=1).fit(X, y)
+
+
+def test_predict_checks_its_input(regression_data, fast_params):
+    X, y = regression_data
+    with pytest.raises(NotFittedError):
+        MultiSWAGRegressor().predict(X)
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        reg.predict(X[:, :2])
+    with pytest.raises(ValueError, match="NaN"):
+        reg.predict_dist(np.full_like(X, np.nan))
+
+
+def test_divergence_names_the_particle_and_keeps_the_old_model(
+    regression_data, fast_params
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    before = reg.predict(X)
+    mean_before = reg.swag_mean_.copy()
+    huge = np.full_like(y, 3e38)
+    with pytest.raises(FloatingPointError, match=r"particle\(s\) \[0, 1, 2\]"):
+        reg.fit(X, huge)
+    np.testing.assert_array_equal(reg.predict(X), before)
+    np.testing.assert_array_equal(reg.swag_mean_, mean_before)
+    with pytest.raises(ValueError):
+        reg.fit(X[:, :2], np.full(64, np.nan))
+    assert reg.n_features_in_ == 3
+    np.testing.assert_array_equal(reg.predict(X), before)
+
+
+# -- scikit-learn workflows ----------------------------------------------------------------
+def test_pickle_round_trip_predicts_identically(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    loaded = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(
+        loaded.predict(X, return_std=True), reg.predict(X, return_std=True)
+    )
+
+
+def test_pipeline_with_return_std(regression_data, fast_params):
+    X, y = regression_data
+    pipe = make_pipeline(StandardScaler(), MultiSWAGRegressor(**fast_params))
+    pipe.fit(X * 100, y)
+    mean, std = pipe.predict(X * 100, return_std=True)
+    assert mean.shape == std.shape == (64,)
+    assert np.all(std > 0)
+
+
+def test_cross_val_score(regression_data, fast_params):
+    X, y = regression_data
+    scores = cross_val_score(MultiSWAGRegressor(**fast_params), X, y, cv=3)
+    assert scores.shape == (3,) and np.all(scores > 0.5)
+
+
+def test_grid_search_over_rank_and_n_models(regression_data, fast_params):
+    X, y = regression_data
+    search = GridSearchCV(
+        MultiSWAGRegressor(**fast_params),
+        {"rank": [0, 4], "n_models": [1, 2], "module__hidden_layer_sizes": [(8,)]},
+        cv=2,
+        n_jobs=2,
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_estimator_.n_models in (1, 2)
+    assert search.best_estimator_.predict(X).shape == (64,)
