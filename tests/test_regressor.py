@@ -414,7 +414,7 @@ def test_divergence_names_the_particle_and_keeps_the_old_model(
     np.testing.assert_array_equal(reg.predict(X), before)
 
 
-# -- scikit-learn workflows ----------------------------------------------------------------
+# -- scikit-learn workflows ------
 def test_pickle_round_trip_predicts_identically(regression_data, fast_params):
     X, y = regression_data
     reg = MultiSWAGRegressor(**fast_params).fit(X, y)
