@@ -1,0 +1,60 @@
+"""Seeds, groups and devices of the particles."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_swag._particles import (
+    check_device,
+    group_devices,
+    particle_seeds,
+    partition,
+)
+
+
+@pytest.mark.parametrize("n_models, n_jobs", [(1, 1), (5, 2), (16, 3), (3, 8)])
+def test_partition_covers_every_particle_once_in_order(n_models, n_jobs):
+    groups = partition(n_models, n_jobs)
+    assert len(groups) == min(n_models, n_jobs)
+    np.testing.assert_array_equal(np.concatenate(groups), np.arange(n_models))
+    sizes = [len(g) for g in groups]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_particle_seeds_are_per_particle_and_reproducible():
+    a = particle_seeds(np.random.RandomState(0), 6)
+    b = particle_seeds(np.random.RandomState(0), 6)
+    assert a.shape == (6, 3)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) == a.size
+    # the first particles' seeds do not depend on how many particles follow
+    np.testing.assert_array_equal(particle_seeds(np.random.RandomState(0), 2), a[:2])
+
+
+def test_check_device_cpu_and_errors():
+    assert check_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="not a torch device"):
+        check_device("gpu")
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            check_device("cuda")
+
+
+def test_check_device_cuda_index_must_exist():
+    with (
+        mock.patch("torch.cuda.is_available", return_value=True),
+        mock.patch("torch.cuda.device_count", return_value=2),
+    ):
+        assert check_device("cuda:1") == torch.device("cuda", 1)
+        with pytest.raises(ValueError, match="2 CUDA device"):
+            check_device("cuda:2")
+
+
+def test_group_devices_round_robin_over_gpus():
+    with mock.patch("torch.cuda.device_count", return_value=2):
+        devices = group_devices(torch.device("cuda"), 5)
+    assert [d.index for d in devices] == [0, 1, 0, 1, 0]
+    assert group_devices(torch.device("cuda", 1), 3) == [torch.device("cuda", 1)] * 3
+    assert group_devices(torch.device("cpu"), 2) == [torch.device("cpu")] * 2
