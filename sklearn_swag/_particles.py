@@ -154,9 +154,29 @@ class TrainingPlan:
         try:
             return self.criterion(**self.criterion_kwargs)
         except TypeError as exc:
+            names = ", ".join(f"criterion__{k}" for k in self.criterion_kwargs)
             raise TypeError(
-                f"Could not build the criterion {self.criterion!r} with "
-                f"{self.criterion_kwargs}: {exc}"
+                f"Could not build the criterion "
+                f"{getattr(self.criterion, '__name__', self.criterion)} with the "
+                f"routed parameters ({names or 'none'}): {exc}"
+            ) from exc
+
+    def check(self, seed: int) -> None:
+        """Build one particle's network, criterion and optimizer, or fail clearly.
+
+        Run in the calling process before any worker starts, so that a wrong
+        routed parameter is reported as such and not from inside a worker.
+        """
+        module = self.build_module(seed)
+        self.build_criterion()
+        try:
+            self.optimizer(module.parameters(), lr=self.lr, **self.optimizer_kwargs)
+        except TypeError as exc:
+            names = ", ".join(f"optimizer__{k}" for k in self.optimizer_kwargs)
+            raise TypeError(
+                f"Could not build the optimizer "
+                f"{getattr(self.optimizer, '__name__', self.optimizer)} with the "
+                f"routed parameters ({names or 'none'}): {exc}"
             ) from exc
 
 

@@ -365,7 +365,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             rank=self.rank,
             verbose=self.verbose,
         )
-        plan.build_module(seeds[0, 0])  # fail here, not in a worker, on a bad module
+        plan.check(seeds[0, 0])
         n_jobs = _effective_n_jobs(self.n_jobs)
         groups = partition(self.n_models, n_jobs)
         devices = group_devices(device, len(groups))
@@ -409,11 +409,14 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
                 f"Unknown iterator_train parameter(s) {sorted(unknown)}: the "
                 f"particle batches accept {list(_ITERATOR_KEYS)}."
             )
-        if isinstance(self.module, torch.nn.Module) and self._params_for("module"):
-            raise ValueError(
-                "module__* parameters need `module` to be a class (or None); "
-                "a module instance is used as it is."
-            )
+        for name in ("module", "criterion"):
+            part = getattr(self, name)
+            if isinstance(part, torch.nn.Module) and self._params_for(name):
+                raise ValueError(
+                    f"{name}__* parameters need `{name}` to be a class"
+                    f"{' (or None)' if name == 'module' else ''}; an instance is "
+                    "used as it is."
+                )
 
     # -- prediction -------------------------------------------------------------------
     def _component_moments(self, X):

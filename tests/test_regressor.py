@@ -338,6 +338,13 @@ def test_routed_parameters_reach_the_parts(regression_data, fast_params):
         ({"optimizer_lr": 3}, InvalidParameterError, "did you mean optimizer__lr"),
         ({"module__nope": 3}, TypeError, "module__nope"),
         ({"iterator_train__num_workers": 2}, ValueError, "num_workers"),
+        ({"optimizer__bogus": 2}, TypeError, "optimizer__bogus"),
+        ({"criterion__bogus": 2}, TypeError, "criterion__bogus"),
+        (
+            {"criterion": nn.MSELoss(), "criterion__reduction": "sum"},
+            ValueError,
+            "criterion__",
+        ),
         ({"n_models": 0}, InvalidParameterError, "n_models"),
         ({"lr": -1.0}, InvalidParameterError, "lr"),
         ({"scale": -0.5}, InvalidParameterError, "scale"),
@@ -358,6 +365,12 @@ def test_module_instance_with_routed_parameters_is_refused(regression_data):
     X, y = regression_data
     with pytest.raises(ValueError, match="module__"):
         MultiSWAGRegressor(MLP(3, 1), module__hidden_layer_sizes=(3,)).fit(X, y)
+
+
+def test_verbose_shows_progress(regression_data, fast_params, capsys):
+    X, y = regression_data
+    MultiSWAGRegressor(**{**fast_params, "verbose": 1}).fit(X, y)
+    assert "particles 0-2" in capsys.readouterr().err
 
 
 def test_cuda_requested_without_cuda(regression_data):
