@@ -120,6 +120,8 @@ class TrainingPlan:
     swag_epochs: int
     rank: int
     verbose: int = 0
+    #: How the particle stacks evaluate; set by :meth:`check`.
+    stack_mode: str = "auto"
 
     def build_module(self, seed: int) -> nn.Module:
         """One particle's network, initialised from ``seed``.
@@ -161,16 +163,29 @@ class TrainingPlan:
                 f"routed parameters ({names or 'none'}): {exc}"
             ) from exc
 
-    def check(self, seed: int) -> None:
-        """Build one particle's network, criterion and optimizer, or fail clearly.
+    def check(self, seeds: np.ndarray, probe: torch.Tensor) -> str:
+        """Build the parts once in the calling process, or fail clearly.
 
-        Run in the calling process before any worker starts, so that a wrong
-        routed parameter is reported as such and not from inside a worker.
+        Runs before any worker starts, so that a wrong routed parameter, or a
+        network that cannot be batched over particles, is reported here (with
+        its warning) and not from inside a worker.
+
+        Parameters
+        ----------
+        seeds : ndarray of shape (n, 3)
+            Seeds of the first particles (one or two are enough).
+        probe : torch.Tensor of shape (n_rows, n_features)
+            A few training rows.
+
+        Returns
+        -------
+        str
+            The evaluation mode the particle stacks will use.
         """
-        module = self.build_module(seed)
+        modules = [self.build_module(s) for s in seeds[:2, INIT_SEED]]
         self.build_criterion()
         try:
-            self.optimizer(module.parameters(), lr=self.lr, **self.optimizer_kwargs)
+            self.optimizer(modules[0].parameters(), lr=self.lr, **self.optimizer_kwargs)
         except TypeError as exc:
             names = ", ".join(f"optimizer__{k}" for k in self.optimizer_kwargs)
             raise TypeError(
@@ -178,6 +193,7 @@ class TrainingPlan:
                 f"{getattr(self.optimizer, '__name__', self.optimizer)} with the "
                 f"routed parameters ({names or 'none'}): {exc}"
             ) from exc
+        return build_stack(modules, probe).mode
 
 
 def _reinitialised_copy(module: nn.Module) -> nn.Module:
@@ -242,7 +258,7 @@ def fit_group(
     modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
     X_t = torch.as_tensor(X)
     y_t = torch.as_tensor(y)
-    stack = build_stack(modules, X_t[: min(len(X_t), 8)])
+    stack = ParticleStack(modules, mode=plan.stack_mode)
     criterion = ParticleLoss(plan.build_criterion())
     collector = SWAGCollector(start_epoch=plan.pretrain_epochs, rank=plan.rank)
     callbacks: list = [

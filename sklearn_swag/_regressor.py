@@ -365,7 +365,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             rank=self.rank,
             verbose=self.verbose,
         )
-        plan.check(seeds[0, 0])
+        plan.stack_mode = plan.check(seeds, torch.as_tensor(X[:8]))
         n_jobs = _effective_n_jobs(self.n_jobs)
         groups = partition(self.n_models, n_jobs)
         devices = group_devices(device, len(groups))

@@ -297,8 +297,8 @@ def test_user_module_instance_is_reinitialised_per_particle(toy_1d, fast_params)
 def test_unbatchable_module_falls_back_with_a_warning(regression_data, fast_params):
     X, y = regression_data
     params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
-    with pytest.warns(UserWarning, match="one after another"):
-        reg = MultiSWAGRegressor(BatchNormNet, **params).fit(X, y)
+    with pytest.warns(UserWarning, match="one after another"):  # even from workers
+        reg = MultiSWAGRegressor(BatchNormNet, **params, n_jobs=2).fit(X, y)
     assert reg.particles_.mode == "loop"
     assert reg.score(X, y) > 0.5
 
