@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -297,6 +298,24 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         if rest:
             super().set_params(**rest)
         return self
+
+    def __setstate__(self, state):
+        # A model trained on a GPU loads anywhere: its fitted state is on the
+        # CPU already, and without CUDA it predicts on the CPU (as skorch does).
+        device = state.get("device")
+        if (
+            isinstance(device, (str, torch.device))
+            and torch.device(device).type == "cuda"
+            and not torch.cuda.is_available()
+        ):
+            warnings.warn(
+                f"This model was saved with device={device!r} but CUDA is not "
+                "available; it is loaded with device='cpu'.",
+                UserWarning,
+                stacklevel=2,
+            )
+            state = {**state, "device": "cpu"}
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
