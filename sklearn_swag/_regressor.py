@@ -110,7 +110,10 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``criterion__*``
         and ``iterator_train__*`` (``shuffle``, ``drop_last``), as in skorch.
-        They are visible to ``get_params`` and ``set_params``.
+        They are visible to ``get_params`` and ``set_params`` (so grid search
+        reaches them) and read like attributes (``reg.module__activation``).
+        As for every parameter, ``fit`` checks them: an unknown name raises an
+        error naming it.
 
     Attributes
     ----------
@@ -158,6 +161,13 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     network outputs plus the noise variance; the prediction is the equal-
     weight mixture of the components. The draws are seeded per particle, so
     a row gets the same prediction whatever else is in the batch.
+
+    Every particle's initialisation, mini-batch order and posterior draws
+    are seeded from ``random_state`` alone, so the fitted model does not
+    depend on ``n_jobs``. One exception: with stochastic layers such as
+    dropout, the particles trained together in one group draw their masks
+    from one shared stream, so such a model is reproducible for a given
+    ``n_jobs`` but changes with it.
 
     References
     ----------
