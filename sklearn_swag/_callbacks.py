@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from skorch.callbacks import Callback
 
 from ._swag import SWAGMoments
@@ -25,6 +26,8 @@ class SWAGCollector(Callback):
         taken at the end of every epoch after the first ``start_epoch``.
     rank : int
         Maximum number of deviation rows kept per particle.
+    deviation_dtype : torch.dtype, default=torch.float32
+        Storage type of the deviation rows.
 
     Attributes
     ----------
@@ -32,9 +35,12 @@ class SWAGCollector(Callback):
         The statistics collected so far; created at the start of training.
     """
 
-    def __init__(self, start_epoch: int, rank: int) -> None:
+    def __init__(
+        self, start_epoch: int, rank: int, deviation_dtype: torch.dtype = torch.float32
+    ) -> None:
         self.start_epoch = start_epoch
         self.rank = rank
+        self.deviation_dtype = deviation_dtype
 
     def initialize(self):
         self.moments_ = None
@@ -47,6 +53,7 @@ class SWAGCollector(Callback):
             stack.n_params,
             self.rank,
             device=next(stack.parameters()).device,
+            deviation_dtype=self.deviation_dtype,
         )
 
     def on_epoch_end(self, net, **kwargs):

@@ -119,6 +119,7 @@ class TrainingPlan:
     pretrain_epochs: int
     swag_epochs: int
     rank: int
+    deviation_dtype: str = "float32"
     verbose: int = 0
     #: How the particle stacks evaluate; set by :meth:`check`.
     stack_mode: str = "auto"
@@ -260,7 +261,11 @@ def fit_group(
     y_t = torch.as_tensor(y)
     stack = ParticleStack(modules, mode=plan.stack_mode)
     criterion = ParticleLoss(plan.build_criterion())
-    collector = SWAGCollector(start_epoch=plan.pretrain_epochs, rank=plan.rank)
+    collector = SWAGCollector(
+        start_epoch=plan.pretrain_epochs,
+        rank=plan.rank,
+        deviation_dtype=getattr(torch, plan.deviation_dtype),
+    )
     callbacks: list = [
         ("divergence", DivergenceCheck(list(map(int, particle_ids)))),
         ("swag", collector),
@@ -299,7 +304,9 @@ def fit_group(
     else:  # a deep ensemble: the posterior of each particle is its final weights
         mean = stack.flat_weights().to(torch.float64)
         sq_mean = mean * mean
-        deviations = torch.zeros(len(seeds), 0, stack.n_params)
+        deviations = torch.zeros(
+            len(seeds), 0, stack.n_params, dtype=getattr(torch, plan.deviation_dtype)
+        )
         n_snapshots = torch.zeros(len(seeds), dtype=torch.int64)
     return {
         "stack": stack,

@@ -476,3 +476,17 @@ def test_grid_search_over_rank_and_n_models(regression_data, fast_params):
     assert len(search.cv_results_["params"]) == 4
     assert search.best_estimator_.n_models in (1, 2)
     assert search.best_estimator_.predict(X).shape == (64,)
+
+
+def test_float16_deviations_halve_storage_and_keep_predictions(
+    regression_data, fast_params
+):
+    X, y = regression_data
+    full = MultiSWAGRegressor(**fast_params).fit(X, y)
+    half = MultiSWAGRegressor(**fast_params, deviation_dtype="float16").fit(X, y)
+    assert half.swag_deviations_.dtype == np.float16
+    assert half.swag_deviations_.nbytes * 2 == full.swag_deviations_.nbytes
+    np.testing.assert_allclose(
+        half.swag_deviations_, full.swag_deviations_, rtol=2e-3, atol=1e-6
+    )
+    np.testing.assert_allclose(half.predict(X), full.predict(X), rtol=1e-3, atol=1e-4)
