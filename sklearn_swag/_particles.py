@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,12 +94,31 @@ def check_device(device: Any) -> torch.device:
     return parsed
 
 
-def group_devices(device: torch.device, n_groups: int) -> list[torch.device]:
-    """The device of each group: plain ``cuda`` goes round robin over the GPUs."""
-    if device.type == "cuda" and device.index is None:
-        count = torch.cuda.device_count()
-        return [torch.device("cuda", i % count) for i in range(n_groups)]
-    return [device] * n_groups
+def resolve_devices(device: Any) -> list[torch.device]:
+    """The devices the particle groups cycle through.
+
+    ``"cuda"`` (without an index) stands for every visible GPU; a list or
+    tuple names the devices one by one. Each is checked with
+    :func:`check_device`.
+    """
+    names = list(device) if isinstance(device, (list, tuple)) else [device]
+    if not names:
+        raise ValueError("device must name at least one device, got an empty list.")
+    devices: list[torch.device] = []
+    for name in names:
+        parsed = check_device(name)
+        if parsed.type == "cuda" and parsed.index is None:
+            devices += [
+                torch.device("cuda", i) for i in range(torch.cuda.device_count())
+            ]
+        else:
+            devices.append(parsed)
+    return devices
+
+
+def group_devices(devices: list[torch.device], n_groups: int) -> list[torch.device]:
+    """The device of each group: round robin over ``devices``."""
+    return [devices[i % len(devices)] for i in range(n_groups)]
 
 
 @dataclass
@@ -121,6 +141,9 @@ class TrainingPlan:
     rank: int
     deviation_dtype: str = "float32"
     verbose: int = 0
+    #: Most torch threads a group may use on a CPU, so that the workers
+    #: together never ask for more threads than there are cores.
+    max_threads: int | None = None
     #: How the particle stacks evaluate; set by :meth:`check`.
     stack_mode: str = "auto"
 
@@ -195,6 +218,36 @@ class TrainingPlan:
                 f"routed parameters ({names or 'none'}): {exc}"
             ) from exc
         return build_stack(modules, probe).mode
+
+
+#: Optimizers with a fused implementation: one kernel updates every tensor.
+_FUSABLE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad)
+
+
+def _fast_optimizer_kwargs(optimizer, kwargs: dict, device: torch.device) -> dict:
+    """Ask for the fused implementation, unless the user chose one.
+
+    The fused kernels compute the same update as the default loop over
+    tensors, in one pass; they exist for CPU and CUDA tensors.
+    """
+    chosen = {"fused", "foreach", "differentiable", "capturable"} & set(kwargs)
+    if optimizer in _FUSABLE and not chosen and device.type in ("cpu", "cuda"):
+        return {**kwargs, "fused": True}
+    return kwargs
+
+
+@contextmanager
+def _thread_limit(max_threads: int | None):
+    """Cap torch's intra-op threads for the duration of a block."""
+    previous = torch.get_num_threads()
+    if max_threads is None or previous <= max_threads:
+        yield
+        return
+    torch.set_num_threads(max_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _reinitialised_copy(module: nn.Module) -> nn.Module:
@@ -283,14 +336,19 @@ def fit_group(
         train_split=None,
         callbacks=callbacks,
         device=device,
-        **{f"optimizer__{k}": v for k, v in plan.optimizer_kwargs.items()},
+        **{
+            f"optimizer__{k}": v
+            for k, v in _fast_optimizer_kwargs(
+                plan.optimizer, plan.optimizer_kwargs, device
+            ).items()
+        },
         **{f"iterator_train__{k}": v for k, v in plan.iterator_kwargs.items()},
     )
     net.particle_generators_ = [
         torch.Generator().manual_seed(int(s)) for s in seeds[:, DATA_SEED]
     ]
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=cuda), _thread_limit(plan.max_threads):
         torch.manual_seed(int(seeds[0, DATA_SEED]))
         net.fit(X_t.to(device), y_t.to(device))
 

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
+from joblib import Parallel, cpu_count, delayed
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -16,12 +16,12 @@ from ._mixture import NormalMixture
 from ._particles import (
     SAMPLE_SEED,
     TrainingPlan,
-    check_device,
     fit_group,
     group_devices,
     merge_groups,
     particle_seeds,
     partition,
+    resolve_devices,
 )
 from ._predictive import component_moments
 from ._sklearn_compat import (
@@ -100,10 +100,15 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         RMSprop, Adagrad).
     criterion : torch.nn.Module subclass or instance, default=torch.nn.MSELoss
         Training loss of one particle, options set with ``criterion__*``.
-    device : str or torch.device, default="cpu"
+    device : str, torch.device or list of them, default="cpu"
         Where particles train and predict: "cpu", "cuda" (the particle groups
-        go round robin over the visible GPUs) or "cuda:<index>". The fitted
-        moments are always stored on the CPU.
+        go round robin over the visible GPUs), "cuda:<index>", or a list of
+        devices that the groups go round robin over (for example
+        ``["cuda:0", "cuda:2"]``). Use ``n_jobs`` at least the number of
+        devices to keep every device busy. Prediction runs on the first
+        device. The fitted moments are always stored on the CPU, and a model
+        saved with a GPU device loads on a machine without one (on the CPU,
+        with a warning).
     n_jobs : int or None, default=None
         Number of joblib workers; the particles are split into that many
         groups. None means 1 unless in a :func:`joblib.parallel_backend`
@@ -213,7 +218,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         "scale": [Interval(Real, 0, None, closed="left")],
         "optimizer": [callable],
         "criterion": [callable],
-        "device": [str, torch.device],
+        "device": [str, torch.device, list, tuple],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -323,10 +328,10 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         # A model trained on a GPU loads anywhere: its fitted state is on the
         # CPU already, and without CUDA it predicts on the CPU (as skorch does).
         device = state.get("device")
-        if (
-            isinstance(device, (str, torch.device))
-            and torch.device(device).type == "cuda"
-            and not torch.cuda.is_available()
+        names = device if isinstance(device, (list, tuple)) else [device]
+        if not torch.cuda.is_available() and any(
+            isinstance(d, (str, torch.device)) and torch.device(d).type == "cuda"
+            for d in names
         ):
             warnings.warn(
                 f"This model was saved with device={device!r} but CUDA is not "
@@ -372,7 +377,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
 
     def _fit(self, X, y):
         self._check_params()
-        device = check_device(self.device)
+        devices = resolve_devices(self.device)
         X, y = validate_data(
             self,
             X,
@@ -408,8 +413,10 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         plan.stack_mode = plan.check(seeds, torch.as_tensor(X[:8]))
         n_jobs = _effective_n_jobs(self.n_jobs)
         groups = partition(self.n_models, n_jobs)
-        devices = group_devices(device, len(groups))
-        results = Parallel(n_jobs=min(n_jobs, len(groups)))(
+        devices = group_devices(devices, len(groups))
+        n_workers = min(n_jobs, len(groups))
+        plan.max_threads = max(1, cpu_count() // n_workers)
+        results = Parallel(n_jobs=n_workers)(
             delayed(fit_group)(plan, X, y2d, ids, seeds[ids], dev)
             for ids, dev in zip(groups, devices, strict=True)
         )
@@ -470,7 +477,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             X,
             n_samples=n_draws,
             scale=float(self.scale),
-            device=check_device(self.device),
+            device=resolve_devices(self.device)[0],
         )
 
     def _validated(self, X):

@@ -11,6 +11,7 @@ from sklearn_swag._particles import (
     group_devices,
     particle_seeds,
     partition,
+    resolve_devices,
 )
 
 
@@ -52,9 +53,44 @@ def test_check_device_cuda_index_must_exist():
             check_device("cuda:2")
 
 
-def test_group_devices_round_robin_over_gpus():
-    with mock.patch("torch.cuda.device_count", return_value=2):
-        devices = group_devices(torch.device("cuda"), 5)
-    assert [d.index for d in devices] == [0, 1, 0, 1, 0]
-    assert group_devices(torch.device("cuda", 1), 3) == [torch.device("cuda", 1)] * 3
-    assert group_devices(torch.device("cpu"), 2) == [torch.device("cpu")] * 2
+def test_devices_resolve_and_go_round_robin():
+    with (
+        mock.patch("torch.cuda.is_available", return_value=True),
+        mock.patch("torch.cuda.device_count", return_value=2),
+    ):
+        gpus = resolve_devices("cuda")
+        assert gpus == [torch.device("cuda", 0), torch.device("cuda", 1)]
+        assert [d.index for d in group_devices(gpus, 5)] == [0, 1, 0, 1, 0]
+        listed = resolve_devices(["cuda:1", "cpu"])
+        assert group_devices(listed, 3) == [
+            torch.device("cuda", 1),
+            torch.device("cpu"),
+            torch.device("cuda", 1),
+        ]
+        with pytest.raises(ValueError, match="2 CUDA device"):
+            resolve_devices(["cuda:0", "cuda:5"])
+    assert group_devices(resolve_devices("cpu"), 2) == [torch.device("cpu")] * 2
+    with pytest.raises(ValueError, match="at least one device"):
+        resolve_devices([])
+
+
+def test_thread_limit_caps_and_restores():
+    from sklearn_swag._particles import _thread_limit
+
+    before = torch.get_num_threads()
+    with _thread_limit(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with _thread_limit(before + 5):
+        assert torch.get_num_threads() == before
+
+
+def test_fused_optimizer_only_where_the_user_did_not_choose():
+    from sklearn_swag._particles import _fast_optimizer_kwargs
+
+    cpu = torch.device("cpu")
+    assert _fast_optimizer_kwargs(torch.optim.Adam, {}, cpu) == {"fused": True}
+    assert _fast_optimizer_kwargs(torch.optim.Adam, {"foreach": False}, cpu) == {
+        "foreach": False
+    }
+    assert _fast_optimizer_kwargs(torch.optim.RMSprop, {}, cpu) == {}

@@ -225,6 +225,14 @@ def test_result_does_not_depend_on_n_jobs(regression_data, fast_params):
     )
 
 
+def test_a_list_of_devices(regression_data, fast_params):
+    X, y = regression_data
+    one = MultiSWAGRegressor(**fast_params).fit(X, y)
+    listed = MultiSWAGRegressor(**fast_params, device=["cpu", "cpu"], n_jobs=2)
+    listed.fit(X, y)
+    np.testing.assert_allclose(listed.swag_mean_, one.swag_mean_, rtol=1e-6, atol=1e-7)
+
+
 def test_different_random_states_differ(regression_data, fast_params):
     X, y = regression_data
     a = MultiSWAGRegressor(**fast_params).fit(X, y)
@@ -351,6 +359,8 @@ def test_routed_parameters_reach_the_parts(regression_data, fast_params):
         ({"pretrain_epochs": 0, "swag_epochs": 0}, ValueError, "at least 1"),
         ({"device": "gpu0"}, ValueError, "not a torch device"),
         ({"device": "tpu"}, ValueError, "not a torch device"),
+        ({"device": ["cpu", "gpu0"]}, ValueError, "not a torch device"),
+        ({"device": []}, ValueError, "at least one device"),
     ],
 )
 def test_invalid_parameters_raise_clear_errors(regression_data, params, error, match):
