@@ -152,40 +152,24 @@ class TrainingPlan:
 
         The global torch random state is borrowed under a lock and restored.
         """
-        if isinstance(self.module, nn.Module):
-            factory, kwargs = _reinitialised_copy, {"module": self.module}
-        elif self.module is None:
-            factory = MLP
-            kwargs = {
-                "n_features": self.n_features,
-                "n_outputs": self.n_outputs,
-                **self.module_kwargs,
-            }
-        else:
-            factory, kwargs = self.module, self.module_kwargs
         with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            try:
-                return factory(**kwargs)
-            except TypeError as exc:
-                names = ", ".join(f"module__{k}" for k in self.module_kwargs)
-                raise TypeError(
-                    f"Could not build {getattr(factory, '__name__', factory)} with "
-                    f"the routed parameters ({names or 'none'}): {exc}"
-                ) from exc
+            if isinstance(self.module, nn.Module):
+                return _reinitialised_copy(self.module)
+            if self.module is None:
+                return _build_routed(
+                    MLP,
+                    "module",
+                    self.module_kwargs,
+                    n_features=self.n_features,
+                    n_outputs=self.n_outputs,
+                )
+            return _build_routed(self.module, "module", self.module_kwargs)
 
     def build_criterion(self) -> nn.Module:
         if isinstance(self.criterion, nn.Module):
             return self.criterion
-        try:
-            return self.criterion(**self.criterion_kwargs)
-        except TypeError as exc:
-            names = ", ".join(f"criterion__{k}" for k in self.criterion_kwargs)
-            raise TypeError(
-                f"Could not build the criterion "
-                f"{getattr(self.criterion, '__name__', self.criterion)} with the "
-                f"routed parameters ({names or 'none'}): {exc}"
-            ) from exc
+        return _build_routed(self.criterion, "criterion", self.criterion_kwargs)
 
     def check(self, seeds: np.ndarray, probe: torch.Tensor) -> str:
         """Build the parts once in the calling process, or fail clearly.
@@ -208,16 +192,26 @@ class TrainingPlan:
         """
         modules = [self.build_module(s) for s in seeds[:2, INIT_SEED]]
         self.build_criterion()
-        try:
-            self.optimizer(modules[0].parameters(), lr=self.lr, **self.optimizer_kwargs)
-        except TypeError as exc:
-            names = ", ".join(f"optimizer__{k}" for k in self.optimizer_kwargs)
-            raise TypeError(
-                f"Could not build the optimizer "
-                f"{getattr(self.optimizer, '__name__', self.optimizer)} with the "
-                f"routed parameters ({names or 'none'}): {exc}"
-            ) from exc
+        _build_routed(
+            self.optimizer,
+            "optimizer",
+            self.optimizer_kwargs,
+            modules[0].parameters(),
+            lr=self.lr,
+        )
         return build_stack(modules, probe).mode
+
+
+def _build_routed(factory, prefix: str, routed: dict, *args, **fixed):
+    """``factory(*args, **fixed, **routed)``, naming the routed parameters on error."""
+    try:
+        return factory(*args, **fixed, **routed)
+    except TypeError as exc:
+        names = ", ".join(f"{prefix}__{k}" for k in routed) or "none"
+        raise TypeError(
+            f"Could not build {getattr(factory, '__name__', factory)} with the "
+            f"routed parameters ({names}): {exc}"
+        ) from exc
 
 
 #: Optimizers with a fused implementation: one kernel updates every tensor.
