@@ -372,9 +372,10 @@ def fit_group(
 
 def merge_groups(results: list[dict]) -> dict:
     """Join the results of :func:`fit_group` in particle order."""
-    merged = {
-        key: np.concatenate([r[key] for r in results])
-        for key in ("mean", "sq_mean", "deviations", "n_snapshots", "train_loss")
-    }
+    keys = ("mean", "sq_mean", "deviations", "n_snapshots", "train_loss")
+    if len(results) == 1:  # no copy: the deviations can be most of the memory
+        merged = {key: results[0][key] for key in keys}
+    else:
+        merged = {key: np.concatenate([r[key] for r in results]) for key in keys}
     merged["stack"] = ParticleStack.concatenate([r["stack"] for r in results])
     return merged
