@@ -59,7 +59,7 @@ def baseline(X, y, epochs):
     """The plain loop measured twice; the faster run is the baseline.
 
     It is measured at torch's thread count and at one thread, twice each: a
-    337-weight network gains nothing from threads and, on a busy machine, often
+    321-weight network gains nothing from threads and, on a busy machine, often
     runs faster on one. Returns the fastest seconds and the thread count that
     gave them.
     """

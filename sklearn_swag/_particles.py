@@ -171,7 +171,7 @@ class TrainingPlan:
             return self.criterion
         return _build_routed(self.criterion, "criterion", self.criterion_kwargs)
 
-    def check(self, seeds: np.ndarray, probe: torch.Tensor) -> str:
+    def check(self, modules: list[nn.Module], probe: torch.Tensor) -> str:
         """Build the parts once in the calling process, or fail clearly.
 
         Runs before any worker starts, so that a wrong routed parameter, or a
@@ -180,8 +180,9 @@ class TrainingPlan:
 
         Parameters
         ----------
-        seeds : ndarray of shape (n, 3)
-            Seeds of the first particles (one or two are enough).
+        modules : list of torch.nn.Module
+            The first particles' networks (one or two are enough); they are
+            not changed.
         probe : torch.Tensor of shape (n_rows, n_features)
             A few training rows.
 
@@ -190,7 +191,6 @@ class TrainingPlan:
         str
             The evaluation mode the particle stacks will use.
         """
-        modules = [self.build_module(s) for s in seeds[:2, INIT_SEED]]
         self.build_criterion()
         _build_routed(
             self.optimizer,
@@ -280,6 +280,7 @@ def fit_group(
     particle_ids: np.ndarray,
     seeds: np.ndarray,
     device: torch.device,
+    modules: list[nn.Module] | None = None,
 ) -> dict:
     """Train one group of particles and collect their SWAG moments.
 
@@ -295,6 +296,8 @@ def fit_group(
         Their rows of :func:`particle_seeds`.
     device : torch.device
         Where to train.
+    modules : list of torch.nn.Module, default=None
+        The particles' initialised networks; built from ``seeds`` when None.
 
     Returns
     -------
@@ -303,7 +306,8 @@ def fit_group(
         ``sq_mean``, ``deviations``, ``n_snapshots`` and ``train_loss``, all
         on the CPU.
     """
-    modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
+    if modules is None:
+        modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
     X_t = torch.as_tensor(X)
     y_t = torch.as_tensor(y)
     stack = ParticleStack(modules, mode=plan.stack_mode)

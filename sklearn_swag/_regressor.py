@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._mixture import NormalMixture
 from ._particles import (
+    INIT_SEED,
     SAMPLE_SEED,
     TrainingPlan,
     fit_group,
@@ -410,16 +411,23 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             deviation_dtype=self.deviation_dtype,
             verbose=self.verbose,
         )
-        plan.stack_mode = plan.check(seeds, torch.as_tensor(X[:8]))
+        # Every particle is initialised here, one after another: worker threads
+        # share the global torch random state, so they must not seed it.
+        modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
+        plan.stack_mode = plan.check(modules[:2], torch.as_tensor(X[:8]))
         n_jobs = _effective_n_jobs(self.n_jobs)
         groups = partition(self.n_models, n_jobs)
         devices = group_devices(devices, len(groups))
         n_workers = min(n_jobs, len(groups))
         plan.max_threads = max(1, cpu_count() // n_workers)
-        results = Parallel(n_jobs=n_workers)(
-            delayed(fit_group)(plan, X, y2d, ids, seeds[ids], dev)
-            for ids, dev in zip(groups, devices, strict=True)
-        )
+        cuda = sorted({d.index or 0 for d in devices if d.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):  # whatever threads do to it
+            results = Parallel(n_jobs=n_workers)(
+                delayed(fit_group)(
+                    plan, X, y2d, ids, seeds[ids], dev, [modules[i] for i in ids]
+                )
+                for ids, dev in zip(groups, devices, strict=True)
+            )
         merged = merge_groups(results)
 
         self.particles_ = merged["stack"]

@@ -117,8 +117,10 @@ class ParticleStack(nn.Module):
         self._buffer_names = list(buffers)
         for i, name in enumerate(self._buffer_names):
             self.register_buffer(f"_buffer{i}", buffers[name].detach().clone())
-        # The structure without storage; kept out of the module tree.
-        self._skeleton = [copy.deepcopy(template).to("meta")]
+        # The structure to call with the stacked weights, kept out of the
+        # module tree. A real (CPU) copy rather than a storage-less "meta" one:
+        # dask serialises modules tensor by tensor and cannot send meta ones.
+        self._skeleton = [copy.deepcopy(template)]
 
     # -- weights as flat vectors ------------------------------------------------
     def _particle_params(self) -> list[torch.Tensor]:
