@@ -234,14 +234,23 @@ class ParticleStack(nn.Module):
             if isinstance(layer, nn.Linear):
                 weight, bias = params[k], params[k + 1]
                 k += 2
+                if h.ndim == 2 and h.shape[1] == 1:
+                    # One shared input feature: an outer product, no matmul.
+                    h = torch.addcmul(
+                        bias.unsqueeze(1), h.unsqueeze(0), weight.transpose(1, 2)
+                    )
+                    continue
                 if h.ndim == 2:  # rows shared by every particle
                     h = h.expand(weight.shape[0], *h.shape)
                 h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
             elif isinstance(layer, nn.Dropout):
                 h = nn.functional.dropout(h, layer.p, self.training)
-            elif isinstance(layer, nn.ELU) and layer.alpha == 1.0:
-                # CELU with alpha 1 is ELU to the bit, with a faster backward.
-                h = nn.functional.celu(h)
+            elif isinstance(layer, nn.ELU) and h is not X:
+                # In place on an intermediate result, which autograd allows
+                # (ELU's gradient is computed from its output); never on X.
+                h = nn.functional.elu(h, layer.alpha, inplace=True)
+            elif isinstance(layer, nn.ReLU) and h is not X:
+                h = nn.functional.relu(h, inplace=True)
             else:
                 h = layer(h)
         if h.ndim == 2:  # a network without any linear layer is not an MLP

@@ -635,3 +635,17 @@ def test_no_shuffle_gives_the_natural_order():
     )
     for _ in range(2):
         assert torch.equal(_epoch_orders(batches), torch.arange(n).expand(3, n))
+
+
+def test_mlp_path_never_modifies_its_input():
+    """Activations run in place inside the network, never on the caller's data."""
+    torch.manual_seed(0)
+    modules = [nn.Sequential(nn.ELU(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))]
+    modules.append(copy.deepcopy(modules[0]))
+    stack = ParticleStack(modules)
+    assert stack.mode == "mlp"
+    X = torch.randn(5, 3)
+    before = X.clone()
+    out = stack(X)
+    assert torch.equal(X, before)
+    torch.testing.assert_close(out[0], modules[0](X))
