@@ -26,33 +26,9 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
+from seed_workload import PRETRAIN, SWAG, make_regressor, plain_loop
 
-from sklearn_swag import MultiSWAGRegressor, make_toy_regression
-
-PRETRAIN, SWAG = 2000, 1000
-
-
-def plain_loop(X, y, epochs, seed=0):
-    """One network, hand-written full-batch training loop: the baseline.
-
-    Returns the seconds the training loop takes (the set-up is not timed).
-    """
-    with torch.random.fork_rng():  # leave the caller's global seed alone
-        torch.manual_seed(seed)
-        net = nn.Sequential(
-            nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
-        )
-    opt = torch.optim.Adam(net.parameters(), lr=0.03)
-    X_t = torch.as_tensor(X, dtype=torch.float32)
-    y_t = torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
-    start = time.perf_counter()
-    for _ in range(epochs):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(net(X_t), y_t)
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - start
+from sklearn_swag import make_toy_regression
 
 
 def baseline(X, y, epochs):
@@ -75,18 +51,7 @@ def baseline(X, y, epochs):
 
 
 def fit_seconds(X, y, n_models, pretrain, swag, n_jobs):
-    reg = MultiSWAGRegressor(
-        module__hidden_layer_sizes=(16, 16),
-        module__activation="elu",
-        n_models=n_models,
-        rank=20,
-        pretrain_epochs=pretrain,
-        swag_epochs=swag,
-        lr=0.03,
-        batch_size=None,
-        n_jobs=n_jobs,
-        random_state=0,
-    )
+    reg = make_regressor(n_models, pretrain, swag, n_jobs=n_jobs)
     start = time.perf_counter()
     reg.fit(X, y)
     seconds = time.perf_counter() - start

@@ -43,58 +43,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-PRETRAIN, SWAG, N_QUERY = 2000, 1000, 1000
+N_QUERY = 1000
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def synchronize(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def plain_loop(X, y, epochs, device, seed=0):
-    """One network, hand-written full-batch training loop on ``device``.
-
-    Returns the seconds the training loop takes (the set-up is not timed).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = nn.Sequential(
-            nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
-        )
-    net = net.to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=0.03)
-    X_t = torch.as_tensor(X, dtype=torch.float32, device=device)
-    y_t = torch.as_tensor(y, dtype=torch.float32, device=device).reshape(-1, 1)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(epochs):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(net(X_t), y_t)
-        loss.backward()
-        opt.step()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def make_regressor(n_models, pretrain, swag, device):
-    from sklearn_swag import MultiSWAGRegressor
-
-    return MultiSWAGRegressor(
-        module__hidden_layer_sizes=(16, 16),
-        module__activation="elu",
-        n_models=n_models,
-        rank=20,
-        pretrain_epochs=pretrain,
-        swag_epochs=swag,
-        lr=0.03,
-        batch_size=None,
-        n_jobs=1,
-        device=device,
-        random_state=0,
-    )
 
 
 def placement_problems(reg):
@@ -203,6 +154,7 @@ def main(argv=None):
         return 0
 
     import skorch
+    from seed_workload import PRETRAIN, SWAG, make_regressor, plain_loop, synchronize
 
     from sklearn_swag import make_toy_regression
 
