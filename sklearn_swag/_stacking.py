@@ -156,6 +156,10 @@ class ParticleStack(nn.Module):
 
     # -- evaluation ------------------------------------------------------------------
     def train(self, mode: bool = True) -> ParticleStack:
+        if self.training == mode and (
+            self.mode == "loop" or self._skeleton[0].training == mode
+        ):
+            return self  # skorch asks at every step; walking the tree costs
         super().train(mode)
         if self.mode != "loop":
             self._skeleton[0].train(mode)
@@ -176,6 +180,10 @@ class ParticleStack(nn.Module):
         if self.mode == "loop":
             outs = [m(X if X.ndim == 2 else X[i]) for i, m in enumerate(self.copies)]
             return _as_particle_output(torch.stack(outs), X.shape[-2])
+        if self.mode == "mlp":
+            return _as_particle_output(
+                self._mlp_forward(list(self.weights), X), X.shape[-2]
+            )
         owners = torch.arange(self.n_particles, device=X.device)
         return self._evaluate(list(self.weights), X, owners)
 
