@@ -230,6 +230,11 @@ def _fast_optimizer_kwargs(optimizer, kwargs: dict, device: torch.device) -> dic
     return kwargs
 
 
+def _dropout_seed(data_seed) -> int:
+    """A seed for a particle's dropout masks, apart from its shuffling seed."""
+    return (int(data_seed) * 2654435761 + 1) % 2**63
+
+
 @contextmanager
 def _thread_limit(max_threads: int | None):
     """Cap torch's intra-op threads for the duration of a block."""
@@ -345,12 +350,17 @@ def fit_group(
     net.particle_generators_ = [
         torch.Generator().manual_seed(int(s)) for s in seeds[:, DATA_SEED]
     ]
+    stack.dropout_generators = [
+        torch.Generator(device=device).manual_seed(_dropout_seed(s))
+        for s in seeds[:, DATA_SEED]
+    ]
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), _thread_limit(plan.max_threads):
         torch.manual_seed(int(seeds[0, DATA_SEED]))
         net.fit(X_t.to(device), y_t.to(device))
 
     stack = net.module_.to("cpu")
+    stack.dropout_generators = None  # generators neither travel nor pickle
     if plan.swag_epochs > 0:
         moments = collector.moments_
         mean = moments.mean.cpu()

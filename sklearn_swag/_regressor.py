@@ -177,10 +177,12 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
 
     Every particle's initialisation, mini-batch order and posterior draws
     are seeded from ``random_state`` alone, so the fitted model does not
-    depend on ``n_jobs``. One exception: with stochastic layers such as
-    dropout, the particles trained together in one group draw their masks
-    from one shared stream, so such a model is reproducible for a given
-    ``n_jobs`` but changes with it.
+    depend on ``n_jobs`` or the joblib backend; the default network's dropout
+    (``module__dropout``) is also drawn per particle. One exception: a user
+    module with stochastic layers (dropout of its own) draws its masks from
+    one stream per group, so such a model is reproducible for a given
+    ``n_jobs`` with process-based backends but changes with ``n_jobs``, and
+    with the threading backend from fit to fit.
 
     References
     ----------

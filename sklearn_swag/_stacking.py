@@ -91,6 +91,11 @@ class ParticleStack(nn.Module):
         Number of copies.
     n_params : int
         Length of one copy's flat weight vector.
+    dropout_generators : list of torch.Generator or None
+        Set while training in "mlp" mode: each particle's own source of
+        dropout masks, so that a particle's masks do not depend on the other
+        particles of its group. Other modes draw masks from the global torch
+        random state.
     """
 
     def __init__(self, modules: Sequence[nn.Module], mode: str = "auto") -> None:
@@ -235,6 +240,18 @@ class ParticleStack(nn.Module):
         )
         return _as_particle_output(out, n_rows)
 
+    def _dropout(self, h: torch.Tensor, p: float) -> torch.Tensor:
+        """Dropout with each particle's own generator, where the stack has them."""
+        generators = getattr(self, "dropout_generators", None)
+        if not self.training or p == 0 or generators is None:
+            return nn.functional.dropout(h, p, self.training)
+        if h.ndim == 2:
+            h = h.expand(len(generators), *h.shape)
+        keep = torch.stack(
+            [torch.rand(h.shape[1:], generator=g, device=h.device) for g in generators]
+        ).ge_(p)
+        return h * keep / (1.0 - p)
+
     def _mlp_forward(self, params: list[torch.Tensor], X: torch.Tensor) -> torch.Tensor:
         h = X
         k = 0
@@ -252,7 +269,7 @@ class ParticleStack(nn.Module):
                     h = h.expand(weight.shape[0], *h.shape)
                 h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
             elif isinstance(layer, nn.Dropout):
-                h = nn.functional.dropout(h, layer.p, self.training)
+                h = self._dropout(h, layer.p)
             elif isinstance(layer, nn.ELU) and h is not X:
                 # In place on an intermediate result, which autograd allows
                 # (ELU's gradient is computed from its output); never on X.

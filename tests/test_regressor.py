@@ -225,6 +225,20 @@ def test_result_does_not_depend_on_n_jobs(regression_data, fast_params):
     )
 
 
+def test_dropout_of_the_default_network_does_not_depend_on_grouping(
+    regression_data, fast_params
+):
+    import joblib
+
+    X, y = regression_data
+    params = {**fast_params, "n_models": 4, "batch_size": 16, "module__dropout": 0.2}
+    one = MultiSWAGRegressor(**params, n_jobs=1).fit(X, y)
+    with joblib.parallel_backend("threading"):
+        two = MultiSWAGRegressor(**params, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(one.swag_mean_, two.swag_mean_, rtol=1e-6, atol=1e-7)
+    assert one.particles_.dropout_generators is None  # nothing unpicklable kept
+
+
 def test_a_list_of_devices(regression_data, fast_params):
     X, y = regression_data
     one = MultiSWAGRegressor(**fast_params).fit(X, y)
