@@ -23,16 +23,6 @@ from sklearn_swag._stacking import ParticleLoss, build_stack
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a busy machine the
-    threads' waits cost milliseconds per operation."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 def _data(n=40):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(n, 2)).astype(np.float32)

@@ -7,23 +7,23 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from numpy.testing import assert_allclose
 
 from sklearn_swag import MultiSWAGRegressor
 
 distributed = pytest.importorskip("distributed")
 
-PARAMS = dict(
-    n_models=4,
-    rank=3,
-    pretrain_epochs=40,
-    swag_epochs=5,
-    n_samples=3,
-    lr=0.03,
-    batch_size=16,
-    module__hidden_layer_sizes=(8,),
-    random_state=0,
-)
+PARAMS = {
+    **FAST,
+    "n_models": 4,
+    "rank": 3,
+    "pretrain_epochs": 40,
+    "swag_epochs": 5,
+    "n_samples": 3,
+    "batch_size": 16,
+    "module__hidden_layer_sizes": (8,),
+}
 
 #: Seconds a fit on the cluster may take before the test gives up on it. A task
 #: result that the cluster cannot send back leaves its future pending forever.

@@ -103,16 +103,6 @@ def _each(modules, X):
         )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a busy machine the
-    threads' waits cost milliseconds per operation."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 # -- evaluation -------------------------------------------------------------------
 
 
