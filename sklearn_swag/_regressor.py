@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from joblib import Parallel, cpu_count, delayed
+from joblib import Parallel, cpu_count, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -417,18 +417,18 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         # share the global torch random state, so they must not seed it.
         modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
         plan.stack_mode = plan.check(modules[:2], torch.as_tensor(X[:8]))
-        n_jobs = _effective_n_jobs(self.n_jobs)
+        n_jobs = max(1, effective_n_jobs(self.n_jobs))
         groups = partition(self.n_models, n_jobs)
-        devices = group_devices(devices, len(groups))
+        group_device = group_devices(devices, len(groups))
         n_workers = min(n_jobs, len(groups))
         plan.max_threads = max(1, cpu_count() // n_workers)
-        cuda = sorted({d.index or 0 for d in devices if d.type == "cuda"})
+        cuda = sorted({d.index or 0 for d in group_device if d.type == "cuda"})
         with torch.random.fork_rng(devices=cuda):  # whatever threads do to it
             results = Parallel(n_jobs=n_workers)(
                 delayed(fit_group)(
                     plan, X, y2d, ids, seeds[ids], dev, [modules[i] for i in ids]
                 )
-                for ids, dev in zip(groups, devices, strict=True)
+                for ids, dev in zip(groups, group_device, strict=True)
             )
         merged = merge_groups(results)
 
@@ -441,7 +441,6 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.particle_seeds_ = seeds
         self.n_params_ = self.particles_.n_params
         self.n_outputs_ = n_outputs
-        self.noise_variance_ = np.zeros(n_outputs)
 
         means, _ = self._component_moments(X)
         residual = y2d.astype(np.float64) - means.mean(axis=0)
@@ -560,9 +559,3 @@ def _check_routed_names(params: dict) -> None:
             f"MultiSWAGRegressor got unexpected parameter(s) {sorted(bad)}; routed "
             f"parameters start with one of {list(ROUTED_PREFIXES)}. " + " ".join(hints)
         )
-
-
-def _effective_n_jobs(n_jobs) -> int:
-    from joblib import effective_n_jobs
-
-    return max(1, effective_n_jobs(n_jobs))
