@@ -107,6 +107,7 @@ class ParticleStack(nn.Module):
             mode = "mlp" if _is_linear_chain(modules[0]) else "vmap"
         self.mode = mode
         self.n_particles = len(modules)
+        self.dropout_generators: list[torch.Generator] | None = None
         template = modules[0]
         self._names = [name for name, _ in template.named_parameters()]
         self._shapes = [tuple(p.shape) for p in template.parameters()]
@@ -185,12 +186,7 @@ class ParticleStack(nn.Module):
         if self.mode == "loop":
             outs = [m(X if X.ndim == 2 else X[i]) for i, m in enumerate(self.copies)]
             return _as_particle_output(torch.stack(outs), X.shape[-2])
-        if self.mode == "mlp":
-            return _as_particle_output(
-                self._mlp_forward(list(self.weights), X), X.shape[-2]
-            )
-        owners = torch.arange(self.n_particles, device=X.device)
-        return self._evaluate(list(self.weights), X, owners)
+        return self._evaluate(list(self.weights), X)
 
     def functional_forward(
         self, theta: torch.Tensor, X: torch.Tensor, owners: torch.Tensor
@@ -222,11 +218,17 @@ class ParticleStack(nn.Module):
         return _as_particle_output(torch.stack(outs), X.shape[0])
 
     def _evaluate(
-        self, params: list[torch.Tensor], X: torch.Tensor, owners: torch.Tensor
+        self,
+        params: list[torch.Tensor],
+        X: torch.Tensor,
+        owners: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Batched evaluation; ``owners`` (the buffers' particles) default to all."""
         n_rows = X.shape[-2]
         if self.mode == "mlp":
             return _as_particle_output(self._mlp_forward(params, X), n_rows)
+        if owners is None:
+            owners = torch.arange(self.n_particles, device=X.device)
         values = dict(zip(self._names, params, strict=True))
         buffers = self._buffers_for(owners)
         skeleton = self._skeleton[0]
@@ -242,7 +244,7 @@ class ParticleStack(nn.Module):
 
     def _dropout(self, h: torch.Tensor, p: float) -> torch.Tensor:
         """Dropout with each particle's own generator, where the stack has them."""
-        generators = getattr(self, "dropout_generators", None)
+        generators = self.dropout_generators
         if not self.training or p == 0 or generators is None:
             return nn.functional.dropout(h, p, self.training)
         if h.ndim == 2:
@@ -300,6 +302,7 @@ class ParticleStack(nn.Module):
         joined._buffer_names = list(first._buffer_names)
         joined._skeleton = [copy.deepcopy(first._skeleton[0])]  # not shared
         joined.n_particles = sum(s.n_particles for s in stacks)
+        joined.dropout_generators = None
         joined.weights = nn.ParameterList(
             nn.Parameter(torch.cat([s.weights[i].detach() for s in stacks]))
             for i in range(len(first._names))
