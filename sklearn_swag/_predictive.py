@@ -111,7 +111,10 @@ def component_moments(
                 dim=1,
             ).to(torch.float64)
             out = out.reshape(len(chunk), n_samples, *out.shape[1:])
-            means.append(out.mean(dim=1).cpu())
-            variances.append(out.var(dim=1, correction=0).cpu())
+            # Two passes by hand: much faster than Tensor.var over a middle axis.
+            chunk_mean = out.mean(dim=1)
+            out -= chunk_mean.unsqueeze(1)
+            means.append(chunk_mean.cpu())
+            variances.append(out.square_().mean(dim=1).cpu())
     stack.to("cpu")
     return torch.cat(means).numpy(), torch.cat(variances).numpy()

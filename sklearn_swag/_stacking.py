@@ -24,6 +24,7 @@ Three ways to evaluate the copies, chosen once per stack:
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -46,6 +47,11 @@ _ELEMENTWISE = (
     nn.Identity,
     nn.Dropout,
 )
+
+
+#: Floats of one hidden layer for a block of weight vectors at inference on a
+#: CPU (2 MiB in float32): small enough to stay in a core's cache.
+_BLOCK_FLOATS = 2**19
 
 
 def _is_linear_chain(module: nn.Module) -> bool:
@@ -226,6 +232,8 @@ class ParticleStack(nn.Module):
         """Batched evaluation; ``owners`` (the buffers' particles) default to all."""
         n_rows = X.shape[-2]
         if self.mode == "mlp":
+            if X.ndim == 2 and not torch.is_grad_enabled() and not self.training:
+                return _as_particle_output(self._mlp_blocked(params, X), n_rows)
             return _as_particle_output(self._mlp_forward(params, X), n_rows)
         if owners is None:
             owners = torch.arange(self.n_particles, device=X.device)
@@ -254,22 +262,48 @@ class ParticleStack(nn.Module):
         ).ge_(p)
         return h * keep / (1.0 - p)
 
-    def _mlp_forward(self, params: list[torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+    def _mlp_forward(
+        self,
+        params: list[torch.Tensor],
+        X: torch.Tensor,
+        workspace: tuple[torch.Tensor, torch.Tensor] | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Batched matrix products; ``workspace`` and ``out`` are for inference.
+
+        With ``workspace`` (two flat buffers, each large enough for one hidden
+        layer of every weight vector) and ``out`` (the output), the linear
+        layers allocate nothing: they write alternately into the two buffers,
+        the last one into ``out``.
+        """
         h = X
         k = 0
+        n_weights = params[0].shape[0]
         for layer in self._skeleton[0]:
             if isinstance(layer, nn.Linear):
                 weight, bias = params[k], params[k + 1]
                 k += 2
+                target = None
+                if workspace is not None:
+                    shape = (n_weights, X.shape[0], weight.shape[1])
+                    if k == len(params):
+                        target = out
+                    else:
+                        target = workspace[k // 2 % 2][: math.prod(shape)].view(shape)
                 if h.ndim == 2 and h.shape[1] == 1:
                     # One shared input feature: an outer product, no matmul.
                     h = torch.addcmul(
-                        bias.unsqueeze(1), h.unsqueeze(0), weight.transpose(1, 2)
+                        bias.unsqueeze(1),
+                        h.unsqueeze(0),
+                        weight.transpose(1, 2),
+                        out=target,
                     )
                     continue
                 if h.ndim == 2:  # rows shared by every particle
-                    h = h.expand(weight.shape[0], *h.shape)
-                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                    h = h.expand(n_weights, *h.shape)
+                h = torch.baddbmm(
+                    bias.unsqueeze(1), h, weight.transpose(1, 2), out=target
+                )
             elif isinstance(layer, nn.Dropout):
                 h = self._dropout(h, layer.p)
             elif isinstance(layer, nn.ELU) and h is not X:
@@ -281,8 +315,37 @@ class ParticleStack(nn.Module):
             else:
                 h = layer(h)
         if h.ndim == 2:  # a network without any linear layer is not an MLP
-            h = h.expand(params[0].shape[0], *h.shape)
+            h = h.expand(n_weights, *h.shape)
+        if out is not None and h is not out:
+            out.copy_(h)
+            h = out
         return h
+
+    def _mlp_blocked(self, params: list[torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+        """Inference in cache-sized blocks of weight vectors.
+
+        On a CPU, evaluating thousands of weight vectors at once streams every
+        hidden layer through main memory; blocks of vectors whose hidden layers
+        fit in a core's cache, with buffers reused from block to block, take
+        about half the time.
+        """
+        n_weights, n_rows = params[0].shape[0], X.shape[0]
+        widths = [weight.shape[1] for weight in params[0::2]]
+        block = max(1, _BLOCK_FLOATS // max(1, n_rows * max(widths)))
+        if X.device.type != "cpu" or block >= n_weights:
+            return self._mlp_forward(params, X)
+        size = block * n_rows * max(widths)
+        workspace = (X.new_empty(size), X.new_empty(size))
+        out = X.new_empty(n_weights, n_rows, widths[-1])
+        for start in range(0, n_weights, block):
+            stop = min(n_weights, start + block)
+            self._mlp_forward(
+                [p[start:stop] for p in params],
+                X,
+                workspace=workspace,
+                out=out[start:stop],
+            )
+        return out
 
     # -- moving between devices and stacks -----------------------------------------
     @classmethod

@@ -174,17 +174,18 @@ def sample_weights(
     """
     n_params = mean.shape[-1]
     k = deviations.shape[0]
-    std = diagonal_variance(mean, sq_mean, var_clamp).sqrt()
+    std = diagonal_variance(mean, sq_mean, var_clamp).sqrt_()
     z1 = torch.randn(
         n_draws, n_params, generator=generator, dtype=mean.dtype, device=mean.device
     )
     if k == 0:
-        return mean + math.sqrt(scale) * std * z1
+        return torch.addcmul(mean, std, z1, value=math.sqrt(scale))
     z2 = torch.randn(
         n_draws, k, generator=generator, dtype=mean.dtype, device=mean.device
     )
-    low_rank = (z2 @ deviations.to(mean.dtype)) / math.sqrt(2.0 * max(k - 1, 1))
-    return mean + math.sqrt(scale) * (std * z1 / math.sqrt(2.0) + low_rank)
+    draws = torch.addcmul(mean, std, z1, value=math.sqrt(scale / 2.0))
+    low_rank_scale = math.sqrt(scale / (2.0 * max(k - 1, 1)))
+    return draws.addmm_(z2, deviations.to(mean.dtype), alpha=low_rank_scale)
 
 
 def posterior_covariance(

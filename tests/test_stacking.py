@@ -220,6 +220,51 @@ def test_functional_forward_at_own_weights_is_forward(mode):
         torch.testing.assert_close(out, stack(X), **FWD_TOL)
 
 
+@pytest.mark.parametrize(
+    "layers",
+    [
+        # ELU in place, one input feature (the outer-product first layer)
+        lambda: [
+            nn.Linear(1, 8),
+            nn.ELU(),
+            nn.Linear(8, 16),
+            nn.ELU(),
+            nn.Linear(16, 2),
+        ],
+        # an activation after the last layer, dropout, an out-of-place activation
+        lambda: [
+            nn.Linear(N_FEATURES, 16),
+            nn.Tanh(),
+            nn.Dropout(0.5),
+            nn.Linear(16, 4),
+            nn.ReLU(),
+            nn.Linear(4, N_OUTPUTS),
+            nn.Sigmoid(),
+        ],
+    ],
+)
+def test_inference_in_blocks_matches_one_batch(monkeypatch, layers):
+    """Blocks of weight vectors with reused buffers give the unblocked result."""
+    modules = _modules(lambda: nn.Sequential(*layers()))
+    stack = _stack("mlp", modules).eval()
+    n_in = modules[0][0].in_features
+    X = torch.randn(N_ROWS, n_in, generator=torch.Generator().manual_seed(3))
+    owners = torch.arange(11) % N_PARTICLES
+    theta = stack.flat_weights()[owners]
+    theta = theta + 0.3 * torch.randn(theta.shape, generator=torch.Generator())
+    with torch.enable_grad():  # the plain path: one batch, fresh tensors
+        expected = stack.functional_forward(theta, X, owners).detach()
+    # Blocks of 2 and 3 weight vectors; 11 leaves a partial last block.
+    for n_block in (2, 3):
+        monkeypatch.setattr(
+            "sklearn_swag._stacking._BLOCK_FLOATS", n_block * N_ROWS * 16
+        )
+        with torch.no_grad():
+            out = stack.functional_forward(theta, X, owners)
+        assert out.shape == expected.shape
+        torch.testing.assert_close(out, expected, **FWD_TOL)
+
+
 @pytest.mark.parametrize("mode", [*MODES, "vmap-buffers"])
 def test_functional_forward_at_arbitrary_weights(mode):
     factory = ShiftNet if mode == "vmap-buffers" else FACTORIES[mode]
