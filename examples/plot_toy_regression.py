@@ -7,7 +7,7 @@ The seed problem of MultiSWAG tutorials: 100 noisy points of a wiggly curve on
 SWAG epochs at learning rate 0.03 with Adam, a rank-20 covariance and 20
 posterior draws per particle. We fit it with 1, 16 and 64 particles and draw,
 for each, the predictive mean with 1 and 2 standard-deviation bands (left) and
-each particle's own predictive mean (right).
+one function drawn from each particle's posterior (right).
 
 Far from the data the particles disagree, and the predictive standard deviation
 grows; inside the data it shrinks to the observation noise.
@@ -84,9 +84,11 @@ for n_models in PARTICLES:
         )
     left.plot(x, mean, color="C0", lw=2, label="predictive mean")
     left.set_title(f"MultiSWAG, {n_models} particle(s)")
-    for particle_mean in dist.means[:, :, 0]:
-        right.plot(x, particle_mean, lw=1, alpha=0.7)
-    right.set_title("each particle's predictive mean")
+    # One function drawn from each particle's SWAG posterior, in the
+    # convention of GaussianProcessRegressor.sample_y: (n_points, n_samples).
+    for curve in reg.sample_y(grid, n_samples=n_models).T:
+        right.plot(x, curve, lw=1, alpha=0.7)
+    right.set_title("one posterior draw per particle (sample_y)")
     for ax in (left, right):
         ax.scatter(X[:, 0], y, s=8, color="k", zorder=3, label="training data")
         ax.axvspan(0.0, 0.5, color="0.9", zorder=0)

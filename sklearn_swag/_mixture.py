@@ -3,7 +3,8 @@
 :class:`NormalMixture` is what ``MultiSWAGRegressor.predict_dist`` returns. It holds
 one finite mixture of Gaussians per (point, output), with one component per trained
 particle, and exposes the method names of :mod:`scipy.stats` distributions
-(``mean``, ``var``, ``std``, ``logpdf``, ``cdf``, ``ppf``, ``interval``, ``rvs``, ...).
+(``mean``, ``var``, ``std``, ``logpdf``, ``cdf``, ``ppf``, ``interval``, ``rvs``, ...)
+and the closed-form continuous ranked probability score, :meth:`NormalMixture.crps`.
 
 This module only depends on numpy, scipy.special and scikit-learn's
 ``check_random_state``; it knows nothing about torch.
@@ -25,6 +26,14 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # log_ndtr(-40) is about -804.6, below log of the smallest positive double
 # (about -744.4), so every tail probability in (0, 0.5] is bracketed.
 _BRACKET_HALF_WIDTH = 40.0
+
+# Largest number of floats in one temporary array of NormalMixture.crps: the
+# pairwise term needs n_components * (n_components - 1) / 2 of them per entry of
+# the batch, so the batch is processed in chunks of about this many floats.
+_CRPS_CHUNK_FLOATS = 2**18
+
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 # Tolerance of the quantile root find, relative to |x| plus the smallest
 # component standard deviation, and the maximum number of iterations.
@@ -66,10 +75,13 @@ class NormalMixture:
         the network draws of one particle. May be exactly zero.
 
     noise_variance : float or array-like, default=0.0
-        Aleatoric (observation-noise) variance, added to the variance of every
-        component. A scalar, an array of shape (n_outputs,) or an array of shape
-        (n_points, n_outputs); if ``single_output`` is True an array of shape
-        (n_points,) is accepted as well.
+        Aleatoric (observation-noise) variance, added to the epistemic variance
+        of the components. Either shared by all components: a scalar, an array
+        of shape (n_outputs,) or an array of shape (n_points, n_outputs), and,
+        if ``single_output`` is True, an array of shape (n_points,) as well; or
+        given per component: any three-dimensional array broadcastable to
+        (n_components, n_points, n_outputs), as predicted by heteroscedastic
+        networks where each particle has its own noise model.
 
     single_output : bool, default=True
         If True, ``n_outputs`` must be 1, every method returns arrays of shape
@@ -85,8 +97,12 @@ class NormalMixture:
     variances : ndarray of shape (n_components, n_points, n_outputs)
         Epistemic component variances, without the noise, read-only.
 
-    noise_variance : ndarray of shape (n_points, n_outputs)
-        Aleatoric variance broadcast to all points and outputs, read-only.
+    noise_variance : ndarray of shape (n_points, n_outputs) or \
+            (n_components, n_points, n_outputs)
+        Aleatoric variance, read-only: of shape (n_points, n_outputs) when it is
+        shared by the components, of shape (n_components, n_points, n_outputs)
+        when a three-dimensional ``noise_variance`` gave each component its
+        own.
 
     single_output : bool
         Whether the output axis is dropped from results and arguments.
@@ -111,14 +127,17 @@ class NormalMixture:
     -----
     Below, the "batch shape" is (n_points,) if ``single_output`` is True and
     (n_points, n_outputs) otherwise. For one point and output, with component
-    means :math:`\\mu_k`, epistemic variances :math:`v_k` and noise variance
-    :math:`\\sigma^2`, the density is
+    means :math:`\\mu_k`, epistemic variances :math:`v_k` and noise variances
+    :math:`\\sigma^2_k` (all equal to :math:`\\sigma^2` when the noise is
+    shared), the density is
 
     .. math::
 
-        p(y) = \\frac{1}{K} \\sum_{k=1}^K \\mathcal{N}(y; \\mu_k, v_k + \\sigma^2).
+        p(y) = \\frac{1}{K} \\sum_{k=1}^K \\mathcal{N}(y; \\mu_k, s_k^2),
+        \\qquad s_k^2 = v_k + \\sigma^2_k.
 
-    The weights are equal because each particle is an independent SWAG run, a
+    Every method uses the total variance :math:`s_k^2` of each component. The
+    weights are equal because each particle is an independent SWAG run, a
     sample of equal standing from the (multi-modal) posterior over weights. By
     the law of total variance, with :math:`\\bar\\mu = \\frac{1}{K}\\sum_k \\mu_k`,
 
@@ -127,7 +146,7 @@ class NormalMixture:
         \\operatorname{Var}[y]
         = \\underbrace{\\frac{1}{K}\\sum_k v_k
           + \\frac{1}{K}\\sum_k (\\mu_k - \\bar\\mu)^2}_{\\text{epistemic}}
-        + \\underbrace{\\sigma^2}_{\\text{aleatoric}}.
+        + \\underbrace{\\frac{1}{K}\\sum_k \\sigma^2_k}_{\\text{aleatoric}}.
 
     The epistemic part measures the uncertainty about the network weights, both
     within a particle (:math:`v_k`) and between particles (the spread of the
@@ -138,9 +157,20 @@ class NormalMixture:
     density over the outputs of each point: the outputs of one network draw are
     joint, so the component is shared and
     :math:`p(y) = \\frac{1}{K}\\sum_k \\prod_o \\mathcal{N}(y_o; \\mu_{ko},
-    v_{ko} + \\sigma^2_o)`, of shape (n_points,). :meth:`cdf`, :meth:`sf`,
-    :meth:`logcdf`, :meth:`logsf`, :meth:`ppf`, :meth:`isf`, :meth:`median` and
-    :meth:`interval` are marginal, per output.
+    s^2_{ko})`, of shape (n_points,). :meth:`cdf`, :meth:`sf`,
+    :meth:`logcdf`, :meth:`logsf`, :meth:`ppf`, :meth:`isf`, :meth:`median`,
+    :meth:`interval` and :meth:`crps` are marginal, per output.
+
+    The continuous ranked probability score of :meth:`crps` has a closed form
+    for a Gaussian mixture [3]_. With
+    :math:`A(m, s^2) = \\mathbb{E}|Z|` for :math:`Z \\sim \\mathcal{N}(m, s^2)`,
+    that is :math:`A(m, s^2) = m\\,(2\\Phi(m/s) - 1) + 2s\\,\\varphi(m/s)`,
+
+    .. math::
+
+        \\operatorname{CRPS}(F, y) = \\int (F(x) - \\mathbb{1}\\{x \\ge y\\})^2 dx
+        = \\frac{1}{K}\\sum_k A(y - \\mu_k, s_k^2)
+        - \\frac{1}{2K^2}\\sum_{j,k} A(\\mu_j - \\mu_k, s_j^2 + s_k^2).
 
     The quantile function has no closed form. :meth:`ppf` finds it with a
     vectorised safeguarded Newton iteration on the log tail probability
@@ -156,6 +186,10 @@ class NormalMixture:
        2019.
     .. [2] A. G. Wilson and P. Izmailov, "Bayesian Deep Learning and a
        Probabilistic Perspective of Generalization", NeurIPS 2020.
+    .. [3] E. P. Grimit, T. Gneiting, V. J. Berrocal and N. A. Johnson, "The
+       continuous ranked probability score for circular variables and its
+       application to mesoscale forecast ensemble verification", Quarterly
+       Journal of the Royal Meteorological Society 132, 2006.
 
     Examples
     --------
@@ -179,6 +213,15 @@ class NormalMixture:
     (3, 2)
     >>> multi.logpdf(np.zeros((3, 2))).shape
     (3,)
+    >>> multi.crps(np.zeros((3, 2))).shape
+    (3, 2)
+
+    Heteroscedastic particles give each component its own noise variance:
+
+    >>> noise = np.full((4, 3, 1), 0.5)
+    >>> noisy = NormalMixture(means, variances, noise_variance=noise)
+    >>> noisy.noise_variance.shape, noisy.aleatoric_var().shape
+    ((4, 3, 1), (3,))
     """
 
     def __init__(
@@ -219,14 +262,21 @@ class NormalMixture:
         if np.any(variances < 0):
             raise ValueError("variances must be non-negative.")
 
-        if single_output and noise.shape == (n_points,):
-            noise = noise[:, np.newaxis]
+        per_component = noise.ndim == 3
+        if per_component:
+            target_name = "(n_components, n_points, n_outputs)"
+            target_shape = (n_components, n_points, n_outputs)
+        else:
+            target_name = "(n_points, n_outputs)"
+            target_shape = (n_points, n_outputs)
+            if single_output and noise.shape == (n_points,):
+                noise = noise[:, np.newaxis]
         try:
-            noise = np.array(np.broadcast_to(noise, (n_points, n_outputs)))
+            noise = np.array(np.broadcast_to(noise, target_shape))
         except ValueError:
             raise ValueError(
                 f"noise_variance of shape {noise.shape} cannot be broadcast to "
-                f"(n_points, n_outputs) = {(n_points, n_outputs)}."
+                f"{target_name} = {target_shape}."
             ) from None
         if not np.all(np.isfinite(noise)):
             raise ValueError("noise_variance must be finite (no NaN or infinity).")
@@ -245,6 +295,7 @@ class NormalMixture:
         self.variances = _read_only(variances)
         self.noise_variance = _read_only(noise)
         self.single_output = bool(single_output)
+        self._per_component_noise = per_component
         self._scale = np.sqrt(total_var)
         self._log_scale = np.log(self._scale)
 
@@ -341,13 +392,18 @@ class NormalMixture:
         return self._to_public(self.variances.mean(axis=0) + spread)
 
     def aleatoric_var(self) -> NDArray:
-        """Aleatoric part of the variance: the noise variance.
+        """Aleatoric part of the variance: the mean noise variance.
+
+        It is the noise variance when the components share it, and the mean of
+        the component noise variances when each has its own.
 
         Returns
         -------
         aleatoric_var : ndarray of the batch shape
             Noise variance, broadcast to all points.
         """
+        if self._per_component_noise:
+            return self._to_public(self.noise_variance.mean(axis=0))
         return self._to_public(self.noise_variance.copy())
 
     def var(self) -> NDArray:
@@ -481,6 +537,62 @@ class NormalMixture:
         z = self._standardize(self._to_internal(y, "y"))
         log_sf = logsumexp(log_ndtr(-z), axis=0) - math.log(self.n_components)
         return self._to_public(log_sf)
+
+    # ------------------------------------------------------------------ scores
+
+    def crps(self, y: ArrayLike) -> NDArray:
+        """Continuous ranked probability score at ``y``, marginal per output.
+
+        The CRPS :math:`\\int (F(x) - \\mathbb{1}\\{x \\ge y\\})^2 dx` compares
+        the whole predictive distribution with an observation, in the units of
+        ``y``; lower is better, and it reduces to the absolute error for a
+        point prediction. It is computed in closed form (see Notes), in chunks
+        of points so that the memory stays bounded for many components.
+
+        Parameters
+        ----------
+        y : array-like of the batch shape
+            Observed values, or an array broadcastable to the batch shape.
+
+        Returns
+        -------
+        crps : ndarray of the batch shape
+            Score of each point (and output), non-negative.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_swag._mixture import NormalMixture
+        >>> dist = NormalMixture(np.zeros((5, 3, 1)), np.ones((5, 3, 1)))
+        >>> dist.crps(np.array([0.0, 1.0, -2.0])).shape
+        (3,)
+        """
+        y = self._to_internal(y, "y")
+        n_components = self.n_components
+        mu = self.means.reshape(n_components, -1)
+        scale = self._scale.reshape(n_components, -1)
+        y = np.broadcast_to(y, self.means.shape[1:]).reshape(-1)
+        first, second = np.triu_indices(n_components, k=1)
+        per_entry = max(n_components, first.size)
+        chunk = max(1, _CRPS_CHUNK_FLOATS // per_entry)
+
+        result = np.empty(y.shape)
+        for start in range(0, y.size, chunk):
+            part = slice(start, start + chunk)
+            mu_part, scale_part = mu[:, part], scale[:, part]
+            # E|X - y|, X drawn from the mixture.
+            to_y = _expected_abs_normal(y[part] - mu_part, scale_part).mean(axis=0)
+            # E|X - X'|, X and X' independent draws: the diagonal j = k gives
+            # A(0, 2 s_k^2) = 2 s_k / sqrt(pi), each pair j < k counts twice.
+            spread = 2.0 * _INV_SQRT_PI * scale_part.sum(axis=0)
+            if first.size:
+                pair_scale = np.hypot(scale_part[first], scale_part[second])
+                pair_gap = mu_part[first] - mu_part[second]
+                spread += 2.0 * _expected_abs_normal(pair_gap, pair_scale).sum(axis=0)
+            result[part] = to_y - 0.5 * spread / n_components**2
+        # The score is non-negative; rounding can leave a tiny negative value.
+        np.maximum(result, 0.0, out=result)
+        return self._to_public(result.reshape(self.means.shape[1:]))
 
     # ------------------------------------------------------------------ quantiles
 
@@ -626,6 +738,14 @@ class NormalMixture:
         if self.single_output:
             return samples[..., 0]
         return samples
+
+
+def _expected_abs_normal(loc: NDArray, scale: NDArray) -> NDArray:
+    """E|Z| for Z normal with mean ``loc`` and positive standard deviation ``scale``."""
+    z = loc / scale
+    return loc * (2.0 * ndtr(z) - 1.0) + 2.0 * _INV_SQRT_2PI * scale * np.exp(
+        -0.5 * z**2
+    )
 
 
 def _tail_equation(

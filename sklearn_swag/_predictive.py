@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._noise import split_mean_variance
 from ._stacking import ParticleStack
 from ._swag import sample_weights
 
@@ -61,7 +62,8 @@ def component_moments(
     n_samples: int,
     scale: float,
     device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
+    heteroscedastic: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Predictive moments of every particle at every row.
 
     Parameters
@@ -79,17 +81,24 @@ def component_moments(
         Posterior scale.
     device : torch.device
         Where to evaluate the network.
+    heteroscedastic : bool, default=False
+        Whether the network returns a mean and a variance per output (see
+        :func:`~sklearn_swag._noise.split_mean_variance`).
 
     Returns
     -------
     means, variances : ndarray of shape (n_models, n_rows, n_outputs)
-        Mean and variance (``ddof=0``) of each particle's network draws.
+        Mean and variance (``ddof=0``) over each particle's draws of the
+        network's (mean) output.
+    noise : ndarray of shape (n_models, n_rows, n_outputs) or None
+        With ``heteroscedastic``, each particle's predicted noise variance
+        averaged over its draws; None otherwise.
     """
     n_models, n_params = mean.shape
     per_chunk = max(1, _DRAW_BUDGET // max(1, n_samples * n_params))
     stack = stack.to(device).eval()
     X_t = torch.as_tensor(X, device=device)
-    means, variances = [], []
+    means, variances, noises = [], [], []
     with torch.no_grad():
         for start in range(0, n_models, per_chunk):
             chunk = range(start, min(n_models, start + per_chunk))
@@ -109,7 +118,13 @@ def component_moments(
                     for rows in torch.split(X_t, _ROW_CHUNK)
                 ],
                 dim=1,
-            ).to(torch.float64)
+            )
+            if heteroscedastic:
+                out, noise = split_mean_variance(out)
+                noise = noise.to(torch.float64)
+                noise = noise.reshape(len(chunk), n_samples, *noise.shape[1:])
+                noises.append(noise.mean(dim=1).cpu())
+            out = out.to(torch.float64)
             out = out.reshape(len(chunk), n_samples, *out.shape[1:])
             # Two passes by hand: much faster than Tensor.var over a middle axis.
             chunk_mean = out.mean(dim=1)
@@ -117,4 +132,60 @@ def component_moments(
             means.append(chunk_mean.cpu())
             variances.append(out.square_().mean(dim=1).cpu())
     stack.to("cpu")
-    return torch.cat(means).numpy(), torch.cat(variances).numpy()
+    noise = torch.cat(noises).numpy() if heteroscedastic else None
+    return torch.cat(means).numpy(), torch.cat(variances).numpy(), noise
+
+
+def function_draws(
+    stack: ParticleStack,
+    mean: np.ndarray,
+    sq_mean: np.ndarray,
+    deviations: np.ndarray,
+    owners: np.ndarray,
+    seeds: np.ndarray,
+    X: np.ndarray,
+    *,
+    scale: float,
+    device: torch.device,
+    heteroscedastic: bool = False,
+) -> np.ndarray:
+    """The network at posterior draws: draw ``j`` from particle ``owners[j]``.
+
+    Parameters
+    ----------
+    stack : ParticleStack
+    mean, sq_mean : ndarray of shape (n_models, n_params)
+    deviations : ndarray of shape (n_models, K, n_params)
+    owners : ndarray of shape (n_draws,)
+        The particle of each draw.
+    seeds : ndarray of shape (n_models,)
+        Seed of each particle's draws.
+    X : ndarray of shape (n_rows, n_features), float32
+    scale : float
+        Posterior scale.
+    device : torch.device
+        Where to evaluate the network.
+    heteroscedastic : bool, default=False
+        Keep only the mean output of a mean-and-variance network.
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_rows, n_outputs), float64
+    """
+    owners = np.asarray(owners)
+    theta = torch.empty(len(owners), mean.shape[1], dtype=torch.float64)
+    for p in np.unique(owners):
+        rows = np.flatnonzero(owners == p)
+        theta[torch.from_numpy(rows)] = draw_particle_weights(
+            mean[p], sq_mean[p], deviations[p], len(rows), scale, seeds[p]
+        )
+    stack = stack.to(device).eval()
+    X_t = torch.as_tensor(X, device=device)
+    with torch.no_grad():
+        out = stack.functional_forward(
+            theta.to(device, torch.float32), X_t, torch.as_tensor(owners, device=device)
+        )
+    stack.to("cpu")
+    if heteroscedastic:
+        out, _ = split_mean_variance(out)
+    return out.to(torch.float64).cpu().numpy()

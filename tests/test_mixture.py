@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
-from scipy.integrate import cumulative_trapezoid
+from scipy.integrate import cumulative_trapezoid, quad
 from scipy.special import ndtr
 
+import sklearn_swag._mixture as mixture_module
 from sklearn_swag._mixture import NormalMixture
 
 
@@ -201,14 +202,119 @@ def test_multi_output_joint_logpdf_and_marginals():
 
 
 @pytest.mark.parametrize(
-    "noise_variance",
-    [0.5, np.array([0.5]), np.full((4, 1), 0.5), np.full(4, 0.5)],
-    ids=["scalar", "per-output", "per-point-and-output", "per-point"],
+    "noise_variance, stored_shape",
+    [
+        (0.5, (4, 1)),
+        (np.array([0.5]), (4, 1)),
+        (np.full((4, 1), 0.5), (4, 1)),
+        (np.full(4, 0.5), (4, 1)),
+        (np.full((2, 4, 1), 0.5), (2, 4, 1)),
+        (np.full((2, 1, 1), 0.5), (2, 4, 1)),
+        (np.full((1, 4, 1), 0.5), (2, 4, 1)),
+    ],
+    ids=[
+        "scalar",
+        "per-output",
+        "per-point-and-output",
+        "per-point",
+        "per-component",
+        "per-component-broadcast-points",
+        "three-dimensional-broadcast-components",
+    ],
 )
-def test_noise_variance_shapes(noise_variance):
+def test_noise_variance_shapes(noise_variance, stored_shape):
     dist = NormalMixture(np.zeros((2, 4, 1)), np.ones((2, 4, 1)), noise_variance)
-    assert dist.noise_variance.shape == (4, 1)
+    assert dist.noise_variance.shape == stored_shape
     assert_allclose(dist.var(), np.full(4, 1.5))
+    assert_allclose(dist.aleatoric_var(), np.full(4, 0.5))
+    with pytest.raises(ValueError):
+        dist.noise_variance[(0,) * len(stored_shape)] = 1.0
+
+
+def _per_component_case(n_outputs=1, seed=10):
+    """Three components whose noise variances differ by component and point."""
+    rng = np.random.RandomState(seed)
+    shape = (3, 6, n_outputs)
+    means = rng.normal(scale=2.0, size=shape)
+    variances = rng.uniform(0.0, 1.0, size=shape)
+    noise = rng.uniform(0.05, 3.0, size=shape)
+    return means, variances, noise
+
+
+def test_per_component_noise_against_hand_formulas():
+    means, variances, noise = _per_component_case()
+    dist = NormalMixture(means, variances, noise_variance=noise)
+    assert dist.noise_variance.shape == (3, 6, 1)
+    assert_array_equal(dist.noise_variance, noise)
+    mu, v, s2 = means[..., 0], variances[..., 0], noise[..., 0]
+    scale = np.sqrt(v + s2)
+    rng = np.random.RandomState(11)
+    y = rng.normal(scale=3.0, size=6)
+
+    density = np.mean(stats.norm.pdf(y, mu, scale), axis=0)
+    cdf = np.mean(stats.norm.cdf(y, mu, scale), axis=0)
+    sf = np.mean(stats.norm.sf(y, mu, scale), axis=0)
+    assert_allclose(dist.pdf(y), density, rtol=1e-12)
+    assert_allclose(dist.logpdf(y), np.log(density), rtol=1e-12)
+    assert_allclose(dist.cdf(y), cdf, rtol=1e-12)
+    assert_allclose(dist.sf(y), sf, rtol=1e-12)
+    # log of a probability near one: compare on an absolute scale.
+    assert_allclose(dist.logcdf(y), np.log(cdf), rtol=1e-12, atol=1e-14)
+    assert_allclose(dist.logsf(y), np.log(sf), rtol=1e-12, atol=1e-14)
+
+    # Law of total variance, component by component.
+    mean = mu.mean(axis=0)
+    second_moment = np.mean(v + s2 + mu**2, axis=0)
+    assert_allclose(dist.mean(), mean, rtol=1e-12)
+    assert_allclose(dist.var(), second_moment - mean**2, rtol=1e-10)
+    assert_allclose(dist.aleatoric_var(), s2.mean(axis=0), rtol=1e-12)
+    assert_allclose(dist.epistemic_var(), v.mean(0) + mu.var(0), rtol=1e-12)
+
+    # Quantiles invert the hand-made cdf.
+    q = rng.uniform(0.01, 0.99, size=6)
+    x = dist.ppf(q)
+    assert_allclose(np.mean(stats.norm.cdf(x, mu, scale), axis=0), q, rtol=1e-9)
+    lower, upper = dist.interval(0.8)
+    assert_allclose(np.mean(stats.norm.cdf(lower, mu, scale), axis=0), 0.1)
+    assert_allclose(np.mean(stats.norm.sf(upper, mu, scale), axis=0), 0.1)
+
+
+def test_per_component_noise_multi_output_joint_logpdf():
+    means, variances, noise = _per_component_case(n_outputs=2, seed=12)
+    dist = NormalMixture(means, variances, noise, single_output=False)
+    y = np.random.RandomState(13).normal(size=(6, 2))
+    total = variances + noise
+    joint = np.mean(np.prod(stats.norm.pdf(y, means, np.sqrt(total)), axis=-1), 0)
+    assert_allclose(dist.logpdf(y), np.log(joint), rtol=1e-12)
+    assert_allclose(dist.aleatoric_var(), noise.mean(axis=0), rtol=1e-12)
+    assert dist.var().shape == (6, 2)
+
+
+def test_per_component_noise_rvs_moments():
+    # Two components with the same mean and very different noise.
+    means = np.zeros((2, 1, 1))
+    variances = np.zeros((2, 1, 1))
+    noise = np.array([0.01, 4.0]).reshape(2, 1, 1)
+    dist = NormalMixture(means, variances, noise_variance=noise)
+    assert_allclose(dist.var(), [2.005])
+    draws = dist.rvs(size=400_000, random_state=14)[:, 0]
+    assert_allclose(draws.var(), 2.005, rtol=0.02)
+    # Fourth moment of the scale mixture, 3 * mean_k s_k^4, tells it from a
+    # normal with the same variance (3 * 2.005**2).
+    assert_allclose(np.mean(draws**4), 3 * np.mean(noise**2), rtol=0.05)
+
+
+def test_shared_noise_is_per_component_noise_repeated():
+    means, variances, noise = _per_component_case(seed=15)
+    shared = noise[0]
+    dist = NormalMixture(means, variances, noise_variance=shared)
+    repeated = NormalMixture(means, variances, np.broadcast_to(shared, means.shape))
+    y = np.linspace(-3, 3, 6)
+    for method in ["logpdf", "cdf", "crps"]:
+        assert_allclose(getattr(repeated, method)(y), getattr(dist, method)(y))
+    assert_allclose(repeated.ppf(0.3), dist.ppf(0.3))
+    assert_allclose(repeated.aleatoric_var(), dist.aleatoric_var())
+    assert_allclose(repeated.var(), dist.var())
 
 
 def test_attributes_are_read_only_copies():
@@ -300,6 +406,17 @@ def test_interval_covers_rvs():
         ({"variances": np.full((2, 3, 1), np.inf)}, "finite"),
         ({"noise_variance": np.nan}, "finite"),
         ({"noise_variance": np.ones(2)}, "cannot be broadcast"),
+        ({"noise_variance": np.ones((3, 3, 1))}, "n_components, n_points"),
+        ({"noise_variance": np.ones((2, 3, 1, 1))}, "cannot be broadcast"),
+        ({"noise_variance": -np.ones((2, 3, 1))}, "non-negative"),
+        ({"noise_variance": np.full((2, 3, 1), np.inf)}, "finite"),
+        (
+            {
+                "noise_variance": np.array([0.0, 1.0]).reshape(2, 1, 1),
+                "variances": np.zeros((2, 3, 1)),
+            },
+            "positive",
+        ),
         ({"means": np.zeros((0, 3, 1)), "variances": np.ones((0, 3, 1))}, "one"),
         (
             {"means": np.zeros((2, 3, 2)), "variances": np.ones((2, 3, 2))},
@@ -327,7 +444,7 @@ def test_probability_outside_unit_interval_raises(method, q):
 
 
 @pytest.mark.parametrize(
-    "method", ["logpdf", "pdf", "cdf", "sf", "logcdf", "logsf", "ppf", "isf"]
+    "method", ["logpdf", "pdf", "cdf", "sf", "logcdf", "logsf", "ppf", "isf", "crps"]
 )
 @pytest.mark.parametrize("single_output", [True, False])
 def test_argument_of_wrong_shape_raises(method, single_output):
@@ -340,3 +457,126 @@ def test_argument_of_wrong_shape_raises(method, single_output):
     wrong = np.full((4, 3) if single_output else (3, 3), 0.5)
     with pytest.raises(ValueError, match="cannot be broadcast to the batch shape"):
         getattr(dist, method)(wrong)
+
+
+# --------------------------------------------------------------------------- CRPS
+
+
+def _crps_by_quadrature(y, means, scales):
+    """int (F(x) - 1{x >= y})^2 dx for one mixture, by adaptive quadrature."""
+    means, scales = np.asarray(means, float), np.asarray(scales, float)
+
+    def cdf(x):
+        return np.mean(ndtr((x - means) / scales))
+
+    def sf(x):
+        return np.mean(ndtr((means - x) / scales))
+
+    lo = min(np.min(means - 40 * scales), y)
+    hi = max(np.max(means + 40 * scales), y)
+    options = dict(epsabs=1e-13, epsrel=1e-11, limit=1000)
+    below = [p for p in means if lo < p < y]
+    above = [p for p in means if y < p < hi]
+    left = quad(lambda x: cdf(x) ** 2, lo, y, points=below or None, **options)[0]
+    right = quad(lambda x: sf(x) ** 2, y, hi, points=above or None, **options)[0]
+    return left + right
+
+
+def _gaussian_crps(y, mean, scale):
+    z = (y - mean) / scale
+    return scale * (z * (2 * ndtr(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+
+
+def test_crps_one_component_matches_gaussian_formula(one_component):
+    dist, ref = one_component
+    y = np.random.RandomState(20).normal(scale=3.0, size=dist.n_points)
+    expected = _gaussian_crps(y, ref.mean(), ref.std())
+    assert_allclose(dist.crps(y), expected, rtol=1e-12)
+    # At the mean, the CRPS is s (sqrt(2) - 1) / sqrt(pi).
+    at_mean = ref.std() * (np.sqrt(2) - 1) / np.sqrt(np.pi)
+    assert_allclose(dist.crps(ref.mean()), at_mean, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "means, variances, noise",
+    [
+        (BIMODAL_MEANS, BIMODAL_VARIANCES, BIMODAL_NOISE),
+        ([-1.0, 0.0, 0.5, 4.0], [0.2, 1.0, 0.0, 3.0], 0.05),
+        ([0.0, 0.0], [0.0, 0.0], [1e-2, 9.0]),  # per-component noise
+        ([2.0, -3.0, 1.0], [0.5, 0.1, 0.0], [0.3, 2.0, 1e-4]),  # per-component
+    ],
+    ids=["bimodal", "four-components", "noise-only", "three-per-component"],
+)
+def test_crps_matches_quadrature(means, variances, noise):
+    means, variances = np.asarray(means, float), np.asarray(variances, float)
+    noise = np.asarray(noise, float)
+    y = np.array([-6.0, -5.0, -4.99, -1.0, 0.0, 0.3, 2.5, 12.0])
+    n_points, n_components = len(y), len(means)
+    shape = (n_components, n_points, 1)
+    per_component = noise.ndim == 1
+    dist = NormalMixture(
+        np.broadcast_to(means[:, None, None], shape),
+        np.broadcast_to(variances[:, None, None], shape),
+        np.broadcast_to(noise[:, None, None], shape) if per_component else noise,
+    )
+    scales = np.sqrt(variances + noise)
+    expected = [_crps_by_quadrature(value, means, scales) for value in y]
+    assert_allclose(dist.crps(y), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_crps_multi_output_is_marginal():
+    rng = np.random.RandomState(21)
+    means = rng.normal(size=(3, 4, 2))
+    variances = rng.uniform(0.0, 1.0, size=(3, 4, 2))
+    noise = rng.uniform(0.1, 1.0, size=(3, 4, 2))
+    dist = NormalMixture(means, variances, noise, single_output=False)
+    y = rng.normal(size=(4, 2))
+    scales = np.sqrt(variances + noise)
+    crps = dist.crps(y)
+    assert crps.shape == (4, 2)
+    for point in range(4):
+        for output in range(2):
+            expected = _crps_by_quadrature(
+                y[point, output], means[:, point, output], scales[:, point, output]
+            )
+            assert_allclose(crps[point, output], expected, rtol=1e-8)
+    # y broadcast along points.
+    assert_allclose(dist.crps(y[0])[0], crps[0])
+
+
+def test_crps_chunks_give_the_same_result(monkeypatch):
+    rng = np.random.RandomState(22)
+    shape = (7, 50, 2)
+    dist = NormalMixture(
+        rng.normal(size=shape),
+        rng.uniform(0.0, 1.0, size=shape),
+        rng.uniform(0.1, 1.0, size=shape),
+        single_output=False,
+    )
+    y = rng.normal(size=(50, 2))
+    whole = dist.crps(y)
+    # 21 pairs of components: 100 floats give chunks of 4 entries, 1 of one.
+    for floats in [100, 1]:
+        monkeypatch.setattr(mixture_module, "_CRPS_CHUNK_FLOATS", floats)
+        assert_allclose(dist.crps(y), whole, rtol=1e-13)
+
+
+def test_crps_is_expected_absolute_errors_by_sampling():
+    # CRPS = E|X - y| - E|X - X'| / 2, estimated with draws of the mixture.
+    means = np.array([-2.0, 1.0, 1.5]).reshape(3, 1, 1)
+    noise = np.array([0.1, 0.5, 1.0]).reshape(3, 1, 1)
+    dist = NormalMixture(means, np.full((3, 1, 1), 0.3), noise)
+    draws = dist.rvs(size=(2, 400_000), random_state=23)[..., 0]
+    y = 0.7
+    estimate = np.mean(np.abs(draws[0] - y)) - 0.5 * np.mean(
+        np.abs(draws[0] - draws[1])
+    )
+    assert_allclose(dist.crps(y), [estimate], rtol=0.01)
+
+
+def test_crps_of_a_near_point_mass_is_the_absolute_error():
+    means = np.array([1.0, 3.0]).reshape(2, 1, 1)
+    dist = NormalMixture(means, np.zeros((2, 1, 1)), noise_variance=1e-12)
+    # Two atoms at 1 and 3: mean |y - X| minus half of mean |X - X'| = 1 / 2.
+    for y, expected in [(0.0, 2.0 - 0.5), (2.0, 1.0 - 0.5), (5.0, 3.0 - 0.5)]:
+        assert_allclose(dist.crps(y), [expected], atol=1e-5)

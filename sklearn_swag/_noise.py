@@ -1,0 +1,148 @@
+"""Observation noise: how the networks' outputs become a noise variance.
+
+Two noise models, chosen with ``MultiSWAGRegressor(noise=...)``:
+
+``"homoscedastic"``
+    The network predicts the mean of each target; one noise variance per
+    target is estimated after training, on held-out rows
+    (:func:`held_out_noise_factor`).
+``"heteroscedastic"``
+    The network has two outputs per target, a mean and an unconstrained
+    value that :func:`split_mean_variance` maps to a variance with a
+    softplus. It is trained with the Gaussian negative log-likelihood
+    (:class:`GaussianNLL`), as deep ensembles are (Lakshminarayanan et al.
+    2017), so the noise is learned per point; held-out rows then calibrate
+    its scale (:func:`held_out_noise_factor`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Added to every predicted variance (in the units the network is trained
+#: on: standardised targets by default), so that the likelihood stays bounded.
+MIN_VARIANCE = 1e-6
+
+
+def split_mean_variance(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance from a heteroscedastic network's output.
+
+    Parameters
+    ----------
+    out : torch.Tensor of shape (..., 2 * n_outputs)
+        The first ``n_outputs`` columns are the means, the last ``n_outputs``
+        the unconstrained variances.
+
+    Returns
+    -------
+    mean, variance : torch.Tensor of shape (..., n_outputs)
+        ``variance = softplus(raw) + MIN_VARIANCE``.
+    """
+    n_outputs = out.shape[-1] // 2
+    mean, raw = out[..., :n_outputs], out[..., n_outputs:]
+    return mean, F.softplus(raw) + MIN_VARIANCE
+
+
+class GaussianNLL(nn.Module):
+    """Gaussian negative log-likelihood of a mean-and-variance output.
+
+    The training loss of ``MultiSWAGRegressor(noise="heteroscedastic")``:
+    per target and row,
+    :math:`\\frac12 \\log(2\\pi\\sigma^2) + \\frac{(y - \\mu)^2}{2\\sigma^2}`
+    with :math:`(\\mu, \\sigma^2)` from :func:`split_mean_variance`.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default="mean"
+        As for the losses of :mod:`torch.nn`; "none" keeps one value per row
+        and target.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_swag._noise import GaussianNLL
+    >>> loss = GaussianNLL()
+    >>> out = torch.tensor([[0.0, 20.0]])  # mean 0, variance softplus(20) ~ 20
+    >>> round(float(loss(out, torch.tensor([[0.0]]))), 3)
+    2.417
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(
+                f'reduction must be "mean", "sum" or "none", got {reduction!r}.'
+            )
+        self.reduction = reduction
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if input.shape[-1] != 2 * target.shape[-1]:
+            raise ValueError(
+                "A heteroscedastic network returns a mean and a variance per "
+                f"target: {2 * target.shape[-1]} columns for "
+                f"{target.shape[-1]} target(s), got {input.shape[-1]}."
+            )
+        mean, var = split_mean_variance(input)
+        values = 0.5 * (
+            torch.log(var) + (target - mean) ** 2 / var + math.log(2 * math.pi)
+        )
+        if self.reduction == "mean":
+            return values.mean()
+        if self.reduction == "sum":
+            return values.sum()
+        return values
+
+
+def held_out_noise_factor(
+    residuals: np.ndarray, epistemic: np.ndarray, base: np.ndarray
+) -> np.ndarray:
+    r"""Noise factor per target that makes held-out residuals most likely.
+
+    For each target, the :math:`c \ge 0` that maximises
+    :math:`\sum_i \log \mathcal{N}(r_i; 0, v_i + c\,b_i)`, with
+    :math:`r_i` the residual of the predictive mean at held-out row
+    :math:`i`, :math:`v_i` its epistemic variance and :math:`b_i` the noise
+    variance the networks predict there (1 for a homoscedastic model, where
+    :math:`c` is then the noise variance itself). The predictive at each row
+    is summarised by its mean and variance (moment matching), which makes the
+    problem one-dimensional. Solved by bisection on the derivative.
+
+    Parameters
+    ----------
+    residuals, epistemic, base : ndarray of shape (n_rows, n_outputs)
+
+    Returns
+    -------
+    ndarray of shape (n_outputs,)
+    """
+    r2 = np.asarray(residuals, dtype=np.float64) ** 2
+    v = np.asarray(epistemic, dtype=np.float64)
+    b = np.asarray(base, dtype=np.float64)
+    return np.array(
+        [_ml_factor(r2[:, j], v[:, j], b[:, j]) for j in range(r2.shape[1])]
+    )
+
+
+def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray) -> float:
+    def slope(c: float) -> float:  # twice the derivative of the log-likelihood
+        total = np.maximum(v + c * b, 1e-300)
+        return float(np.sum(b * (r2 - total) / total**2))
+
+    # Every term decreases once c * b_i >= r2_i: the root lies below this.
+    low, high = 0.0, float(np.max(r2 / b))
+    if high <= 0.0 or slope(low) <= 0.0:
+        return 0.0
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if slope(mid) > 0:
+            low = mid
+        else:
+            high = mid
+        if high - low <= 1e-12 * high:
+            break
+    return 0.5 * (low + high)

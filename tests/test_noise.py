@@ -1,0 +1,218 @@
+"""Observation noise, target scaling and function draws.
+
+References: torch's own normal log-density, brute-force likelihood searches,
+and the exact invariances of a model trained on standardised targets.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sklearn_swag import MLP, MultiSWAGRegressor
+from sklearn_swag._noise import (
+    MIN_VARIANCE,
+    GaussianNLL,
+    held_out_noise_factor,
+    split_mean_variance,
+)
+
+
+# -- the pieces ------------------------------------------------------------------
+def test_split_mean_variance_is_softplus_of_the_second_half():
+    out = torch.tensor([[1.0, -2.0, 0.0, 3.0]])
+    mean, var = split_mean_variance(out)
+    torch.testing.assert_close(mean, torch.tensor([[1.0, -2.0]]))
+    expected = torch.log1p(torch.exp(torch.tensor([[0.0, 3.0]]))) + MIN_VARIANCE
+    torch.testing.assert_close(var, expected)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_gaussian_nll_is_the_normal_log_density(reduction):
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(3, 7, 4, generator=g)  # (particles, rows, 2 * 2 targets)
+    target = torch.randn(7, 2, generator=g).expand(3, 7, 2)
+    mean, var = split_mean_variance(out)
+    expected = -torch.distributions.Normal(mean, var.sqrt()).log_prob(target)
+    loss = GaussianNLL(reduction=reduction)(out, target)
+    if reduction == "mean":
+        expected = expected.mean()
+    elif reduction == "sum":
+        expected = expected.sum()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_gaussian_nll_checks_its_input():
+    with pytest.raises(ValueError, match="2 columns for 1 target"):
+        GaussianNLL()(torch.zeros(5, 3), torch.zeros(5, 1))
+    with pytest.raises(ValueError, match="reduction"):
+        GaussianNLL(reduction="max")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_held_out_factor_maximises_the_likelihood(seed):
+    rng = np.random.RandomState(seed)
+    n = 200
+    base = rng.uniform(0.2, 3.0, size=(n, 2))
+    epistemic = rng.uniform(0.0, 0.5, size=(n, 2))
+    residual = rng.normal(size=(n, 2)) * np.sqrt(epistemic + 1.7 * base)
+    factor = held_out_noise_factor(residual, epistemic, base)
+    grid = np.linspace(1e-3, 6.0, 60001)
+    for j in range(2):
+        total = epistemic[None, :, j] + grid[:, None] * base[None, :, j]
+        loglik = -0.5 * np.sum(np.log(total) + residual[None, :, j] ** 2 / total, 1)
+        assert factor[j] == pytest.approx(grid[np.argmax(loglik)], abs=2e-4)
+    assert 1.0 < factor[0] < 2.5  # near the 1.7 the residuals were drawn with
+
+
+def test_held_out_factor_is_zero_when_epistemic_covers_the_residuals():
+    residual = np.array([[0.1], [-0.1]])
+    epistemic = np.array([[1.0], [1.0]])
+    assert held_out_noise_factor(residual, epistemic, np.ones((2, 1)))[0] == 0.0
+
+
+# -- target scaling ----------------------------------------------------------------
+def test_standardised_targets_make_predictions_affine_equivariant(
+    regression_data, fast_params
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    shifted = MultiSWAGRegressor(**fast_params).fit(X, 250.0 * y + 1000.0)
+    mean, std = reg.predict(X, return_std=True)
+    mean2, std2 = shifted.predict(X, return_std=True)
+    np.testing.assert_allclose(mean2, 250.0 * mean + 1000.0, rtol=1e-5)
+    np.testing.assert_allclose(std2, 250.0 * std, rtol=1e-4)
+    np.testing.assert_allclose(
+        shifted.noise_variance_, 250.0**2 * reg.noise_variance_, rtol=1e-5
+    )
+    draws = reg.sample_y(X[:5], 3)
+    np.testing.assert_allclose(
+        shifted.sample_y(X[:5], 3), 250.0 * draws + 1000.0, rtol=1e-5
+    )
+
+
+def test_normalize_y_auto_leaves_a_user_module_alone(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    reg = MultiSWAGRegressor(net, **params).fit(X, y + 5.0)
+    np.testing.assert_array_equal(reg.y_mean_, [0.0])
+    np.testing.assert_array_equal(reg.y_scale_, [1.0])
+    forced = MultiSWAGRegressor(net, **params, normalize_y=True).fit(X, y + 5.0)
+    np.testing.assert_allclose(forced.y_mean_, [np.mean(y + 5.0)], rtol=1e-6)
+
+
+def test_constant_target_is_centred_not_divided(regression_data, fast_params):
+    X, _ = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, np.full(len(X), 3.5))
+    np.testing.assert_array_equal(reg.y_scale_, [1.0])
+    np.testing.assert_allclose(reg.predict(X), 3.5, atol=0.05)
+
+
+def test_validation_fraction_leaving_no_training_row_is_an_error(fast_params):
+    reg = MultiSWAGRegressor(**fast_params, validation_fraction=0.5)
+    with pytest.raises(ValueError, match="leaves no row to train on"):
+        reg.fit(np.zeros((1, 2)), np.zeros(1))
+
+
+# -- heteroscedastic noise ----------------------------------------------------------
+@pytest.fixture
+def growing_noise():
+    """Noise standard deviation 0.02 at x = 0, growing to 0.6 at x = 1."""
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0, 1, size=(400, 1)).astype(np.float32)
+    sd = 0.02 + 0.58 * X[:, 0]
+    return X, (np.sin(3 * X[:, 0]) + sd * rng.standard_normal(400)), sd
+
+
+def test_heteroscedastic_noise_follows_the_data(growing_noise):
+    X, y, sd = growing_noise
+    reg = MultiSWAGRegressor(
+        n_models=3,
+        noise="heteroscedastic",
+        pretrain_epochs=150,
+        swag_epochs=30,
+        lr=0.01,
+        batch_size=100,
+        n_samples=5,
+        random_state=0,
+    ).fit(X, y)
+    assert reg.noise_calibration_.shape == (1,) and reg.noise_calibration_[0] > 0
+    X_query = np.array([[0.1], [0.5], [0.9]], dtype=np.float32)
+    dist = reg.predict_dist(X_query)
+    noise_sd = np.sqrt(dist.aleatoric_var())
+    assert noise_sd[0] < noise_sd[1] < noise_sd[2]
+    np.testing.assert_allclose(noise_sd, 0.02 + 0.58 * X_query[:, 0], rtol=0.5)
+    # The mixture uses each particle's own per-point noise.
+    assert dist.noise_variance.shape == (3, 3, 1)
+    np.testing.assert_allclose(
+        dist.var(), dist.epistemic_var() + dist.aleatoric_var(), rtol=1e-10
+    )
+
+
+def test_heteroscedastic_multi_output_and_user_module(regression_data, fast_params):
+    X, y = regression_data
+    Y = np.column_stack([y, 3 * y])
+    reg = MultiSWAGRegressor(**fast_params, noise="heteroscedastic").fit(X, Y)
+    mean, std = reg.predict(X, return_std=True)
+    assert mean.shape == std.shape == (64, 2) and np.all(std > 0)
+    assert reg.sample_y(X, 2).shape == (64, 2, 2)
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    one_column = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    with pytest.raises(ValueError, match="a mean and a variance column per target"):
+        MultiSWAGRegressor(one_column, **params, noise="heteroscedastic").fit(X, y)
+    two_columns = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="one column per target"):
+        MultiSWAGRegressor(two_columns, **params).fit(X, y)
+    fitted = MultiSWAGRegressor(two_columns, **params, noise="heteroscedastic")
+    assert fitted.fit(X, y).predict(X).shape == (64,)
+
+
+# -- function draws --------------------------------------------------------------------
+def test_sample_y_at_scale_zero_is_each_particles_swa_network(
+    regression_data, fast_params
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params, scale=0.0).fit(X, 2.0 * y + 1.0)
+    draws = reg.sample_y(X[:7], n_samples=reg.n_models)
+    assert draws.shape == (7, reg.n_models)
+    for p in range(reg.n_models):
+        net = MLP(3, 1, hidden_layer_sizes=(16,))
+        nn.utils.vector_to_parameters(
+            torch.as_tensor(reg.swag_mean_[p], dtype=torch.float32), net.parameters()
+        )
+        with torch.no_grad():
+            out = net(torch.as_tensor(X[:7])).numpy()[:, 0]
+        expected = out * reg.y_scale_[0] + reg.y_mean_[0]
+        np.testing.assert_allclose(draws[:, p], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sample_y_follows_the_gaussian_process_convention(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    a = reg.sample_y(X[:4], n_samples=6)
+    np.testing.assert_array_equal(a, reg.sample_y(X[:4], n_samples=6))
+    assert not np.allclose(a, reg.sample_y(X[:4], n_samples=6, random_state=1))
+    # Draws differ within a particle (j and j + n_models share one).
+    assert not np.allclose(a[:, 0], a[:, 3])
+    many = reg.sample_y(X[:4], n_samples=3000, random_state=0)
+    dist = reg.set_params(n_samples=1000).predict_dist(X[:4])
+    np.testing.assert_allclose(many.mean(axis=1), dist.mean(), atol=0.05)
+    epistemic_sd = np.sqrt(dist.epistemic_var())
+    np.testing.assert_allclose(many.std(axis=1), epistemic_sd, rtol=0.2, atol=1e-3)
+    with pytest.raises(ValueError, match="n_samples"):
+        reg.sample_y(X, n_samples=0)
+
+
+def test_sample_y_of_a_deep_ensemble_is_its_networks(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "swag_epochs": 0}).fit(X, y)
+    draws = reg.sample_y(X[:5], n_samples=2 * reg.n_models)
+    np.testing.assert_allclose(draws[:, : reg.n_models], draws[:, reg.n_models :])
+    dist = reg.predict_dist(X[:5])
+    np.testing.assert_allclose(
+        draws[:, : reg.n_models], dist.means[:, :, 0].T, rtol=1e-5, atol=1e-6
+    )
+    assert math.isfinite(float(draws.sum()))
