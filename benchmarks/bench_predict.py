@@ -8,8 +8,8 @@ points and ``n_samples=20``, the table compares
   very same draws, from ``sklearn_swag._predictive.draw_particle_weights`` with
   each particle's sampling seed), loading each flat weight vector into ONE plain
   ``nn.Sequential`` with ``torch.nn.utils.vector_to_parameters``, running it on
-  the 1,000 points, then per-particle mean and variance and the mixture mean and
-  std in numpy;
+  the 1,000 points, undoing the target scaling, then per-particle mean and
+  variance and the mixture mean and std in numpy;
 - ``reg.predict_dist(X)`` and ``reg.predict(X, return_std=True)``.
 
 Both sides include drawing the weights; the draws alone are timed too, for
@@ -63,6 +63,7 @@ def baseline_predict(reg, net, X):
                 vector_to_parameters(theta.to(torch.float32), net.parameters())
                 outs.append(net(X_t).numpy()[:, 0])
             outs = np.asarray(outs, dtype=np.float64)  # (n_samples, n_rows)
+            outs = outs * reg.y_scale_[0] + reg.y_mean_[0]  # the target's units
             means.append(outs.mean(axis=0))
             variances.append(outs.var(axis=0))
     means, variances = np.asarray(means), np.asarray(variances)
