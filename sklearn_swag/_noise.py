@@ -129,8 +129,12 @@ def held_out_noise_factor(
 
 
 def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray) -> float:
+    # A floor far below the data's scale keeps total**2 from underflowing
+    # where the networks leave no epistemic variance (one particle, scale=0).
+    floor = 1e-12 * max(float(np.mean(r2)), 1e-100)
+
     def slope(c: float) -> float:  # twice the derivative of the log-likelihood
-        total = np.maximum(v + c * b, 1e-300)
+        total = np.maximum(v + c * b, floor)
         return float(np.sum(b * (r2 - total) / total**2))
 
     # Every term decreases once c * b_i >= r2_i: the root lies below this.

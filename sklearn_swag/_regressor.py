@@ -144,7 +144,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Number of joblib workers; the particles are split into that many
         groups. None means 1 unless in a :func:`joblib.parallel_backend`
-        context; -1 uses all processors. The result does not depend on it.
+        context; -1 uses all processors. Every particle's seeds are the same
+        for any value, so results agree up to floating-point rounding (see
+        the Notes).
     verbose : int, default=0
         Above 0, a progress bar over the epochs of each group.
     random_state : int, RandomState instance or None, default=None
@@ -170,17 +172,17 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         particle from its running mean, oldest first (``deviation_dtype``).
     n_snapshots_ : ndarray of shape (n_models,)
         Snapshots collected by each particle.
-    noise_variance_ : ndarray of shape (n_outputs_,)
+    noise_variance_ : ndarray of shape (`n_outputs_`,)
         Observation-noise variance of each target, in the target's units
         (see ``validation_fraction``). With ``noise="heteroscedastic"``,
         the average calibrated noise variance over the held-out rows (the
         training rows without any), for reference: predictions use each
         point's own.
-    noise_calibration_ : ndarray of shape (n_outputs_,)
+    noise_calibration_ : ndarray of shape (`n_outputs_`,)
         Only with ``noise="heteroscedastic"``: the factor applied to the
         variances the networks predict, fitted on the held-out rows (1
         without them).
-    y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
+    y_mean_, y_scale_ : ndarray of shape (`n_outputs_`,)
         The target scaling the networks were trained with (zeros and ones
         without ``normalize_y``).
     n_train_samples_ : int
@@ -197,7 +199,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         Number of targets.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column
         names.
 
@@ -219,9 +221,11 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     a row gets the same prediction whatever else is in the batch.
 
     Every particle's initialisation, mini-batch order and posterior draws
-    are seeded from ``random_state`` alone, so the fitted model does not
-    depend on ``n_jobs`` or the joblib backend; the default network's dropout
-    (``module__dropout``) is also drawn per particle. One exception: a user
+    are seeded from ``random_state`` alone, whatever ``n_jobs`` and the
+    joblib backend; the default network's dropout (``module__dropout``) is
+    also drawn per particle. Groups of other sizes round differently in the
+    last bits, which long trainings amplify: keep ``n_jobs`` fixed for
+    bit-identical refits. One exception: a user
     module with stochastic layers (dropout of its own) draws its masks from
     one stream per group, so such a model is reproducible for a given
     ``n_jobs`` with process-based backends but changes with ``n_jobs``, and

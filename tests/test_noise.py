@@ -5,6 +5,7 @@ and the exact invariances of a model trained on standardised targets.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -216,3 +217,23 @@ def test_sample_y_of_a_deep_ensemble_is_its_networks(regression_data, fast_param
         draws[:, : reg.n_models], dist.means[:, :, 0].T, rtol=1e-5, atol=1e-6
     )
     assert math.isfinite(float(draws.sum()))
+
+
+def test_held_out_factor_without_epistemic_variance_is_closed_form():
+    """With v = 0 the maximiser is mean(r^2 / b), computed without warnings."""
+    rng = np.random.RandomState(0)
+    residual = rng.normal(size=(50, 1))
+    base = rng.uniform(0.5, 2.0, size=(50, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        factor = held_out_noise_factor(residual, np.zeros((50, 1)), base)
+    assert factor[0] == pytest.approx(np.mean(residual[:, 0] ** 2 / base[:, 0]))
+
+
+def test_one_network_without_swag_fits_without_warnings(regression_data, fast_params):
+    X, y = regression_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        reg = MultiSWAGRegressor(**{**fast_params, "n_models": 1, "swag_epochs": 0})
+        reg.fit(X, y)
+    assert reg.noise_variance_[0] > 0
