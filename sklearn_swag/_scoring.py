@@ -459,15 +459,92 @@ def make_dist_scorer(
     return _DistScorer(metric, 1 if greater_is_better else -1, kwargs)
 
 
-#: Scorer of the negated mean negative log likelihood:
-#: ``neg_nll_scorer(estimator, X, y, sample_weight=None)`` returns
-#: ``-mean_negative_log_likelihood(y, estimator.predict_dist(X))``, so that
-#: greater is better, as ``scoring`` in scikit-learn expects.
+#: Scorer of the negated mean negative log likelihood, for ``scoring``.
+#:
+#: ``neg_nll_scorer(estimator, X, y_true, sample_weight=None)`` returns
+#: ``-mean_negative_log_likelihood(y_true, estimator.predict_dist(X))``, so
+#: that greater is better, as ``scoring`` in scikit-learn expects.
+#:
+#: Parameters
+#: ----------
+#: estimator : object
+#:     Fitted estimator with a ``predict_dist`` method, or a fitted
+#:     Pipeline whose last step has one.
+#: X : array-like of shape (n_samples, n_features)
+#:     Test inputs.
+#: y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+#:     Observed targets.
+#: sample_weight : array-like of shape (n_samples,), default=None
+#:     Weights of the points in the mean.
+#:
+#: Returns
+#: -------
+#: score : float
+#:     Minus :func:`mean_negative_log_likelihood`; greater is better.
+#:
+#: See Also
+#: --------
+#: neg_crps_scorer : The same for the CRPS.
+#: dist_scorers : This scorer and others, by name.
+#:
+#: Examples
+#: --------
+#: >>> from sklearn_swag import neg_nll_scorer
+#: >>> neg_nll_scorer
+#: make_dist_scorer(mean_negative_log_likelihood, greater_is_better=False)
+#:
+#: In a search, with ``X`` and ``y`` arrays::
+#:
+#:     from sklearn.model_selection import GridSearchCV
+#:     from sklearn_swag import MultiSWAGRegressor
+#:
+#:     search = GridSearchCV(
+#:         MultiSWAGRegressor(), {"rank": [5, 20]}, scoring=neg_nll_scorer
+#:     ).fit(X, y)
 neg_nll_scorer = make_dist_scorer(mean_negative_log_likelihood, greater_is_better=False)
 
-#: Scorer of the negated mean CRPS:
-#: ``neg_crps_scorer(estimator, X, y, sample_weight=None)`` returns
-#: ``-mean_crps(y, estimator.predict_dist(X))``, so that greater is better.
+#: Scorer of the negated mean CRPS, for ``scoring``.
+#:
+#: ``neg_crps_scorer(estimator, X, y_true, sample_weight=None)`` returns
+#: ``-mean_crps(y_true, estimator.predict_dist(X))``, so that greater is
+#: better.
+#:
+#: Parameters
+#: ----------
+#: estimator : object
+#:     Fitted estimator with a ``predict_dist`` method, or a fitted
+#:     Pipeline whose last step has one.
+#: X : array-like of shape (n_samples, n_features)
+#:     Test inputs.
+#: y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+#:     Observed targets.
+#: sample_weight : array-like of shape (n_samples,), default=None
+#:     Weights of the points in the mean.
+#:
+#: Returns
+#: -------
+#: score : float
+#:     Minus :func:`mean_crps`; greater is better.
+#:
+#: See Also
+#: --------
+#: neg_nll_scorer : The same for the log likelihood.
+#: dist_scorers : This scorer and others, by name.
+#:
+#: Examples
+#: --------
+#: >>> from sklearn_swag import neg_crps_scorer
+#: >>> neg_crps_scorer
+#: make_dist_scorer(mean_crps, greater_is_better=False)
+#:
+#: In a search, with ``X`` and ``y`` arrays::
+#:
+#:     from sklearn.model_selection import GridSearchCV
+#:     from sklearn_swag import MultiSWAGRegressor
+#:
+#:     search = GridSearchCV(
+#:         MultiSWAGRegressor(), {"rank": [5, 20]}, scoring=neg_crps_scorer
+#:     ).fit(X, y)
 neg_crps_scorer = make_dist_scorer(mean_crps, greater_is_better=False)
 
 

@@ -102,6 +102,22 @@ class ParticleStack(nn.Module):
         dropout masks, so that a particle's masks do not depend on the other
         particles of its group. Other modes draw masks from the global torch
         random state.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_swag import MLP, ParticleStack
+    >>> nets = [MLP(3, 1, hidden_layer_sizes=(8,)) for _ in range(4)]
+    >>> stack = ParticleStack(nets)
+    >>> stack.mode, stack.n_particles, stack.n_params
+    ('mlp', 4, 41)
+    >>> stack(torch.zeros(5, 3)).shape
+    torch.Size([4, 5, 1])
+    >>> theta = stack.flat_weights()
+    >>> theta.shape
+    torch.Size([4, 41])
+    >>> stack.functional_forward(theta, torch.zeros(5, 3), torch.arange(4)).shape
+    torch.Size([4, 5, 1])
     """
 
     def __init__(self, modules: Sequence[nn.Module], mode: str = "auto") -> None:
@@ -145,7 +161,14 @@ class ParticleStack(nn.Module):
         return list(self.weights)
 
     def flat_weights(self) -> torch.Tensor:
-        """Current weights, shape ``(n_particles, n_params)``, detached."""
+        """Current weights, shape ``(n_particles, n_params)``, detached.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_particles, n_params)
+            One row per particle: its parameters flattened in the order of
+            ``named_parameters()`` of one network.
+        """
         with torch.no_grad():
             return torch.cat(
                 [p.reshape(self.n_particles, -1) for p in self._particle_params()],
@@ -153,7 +176,19 @@ class ParticleStack(nn.Module):
             )
 
     def unflatten(self, theta: torch.Tensor) -> list[torch.Tensor]:
-        """Split flat vectors ``(M, n_params)`` into parameters ``(M, ...)``."""
+        """Split flat vectors ``(M, n_params)`` into parameters ``(M, ...)``.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (M, n_params)
+            Flat weight vectors, as :meth:`flat_weights` returns them.
+
+        Returns
+        -------
+        list of torch.Tensor
+            One tensor per parameter of the network, each with a leading
+            axis of length ``M``.
+        """
         pieces = torch.split(theta, self._numels, dim=1)
         return [
             piece.reshape(theta.shape[0], *shape)
@@ -350,7 +385,18 @@ class ParticleStack(nn.Module):
     # -- moving between devices and stacks -----------------------------------------
     @classmethod
     def concatenate(cls, stacks: Sequence[ParticleStack]) -> ParticleStack:
-        """Join stacks of the same network into one, particles in order."""
+        """Join stacks of the same network into one, particles in order.
+
+        Parameters
+        ----------
+        stacks : sequence of ParticleStack
+            Stacks of the same network and evaluation mode.
+
+        Returns
+        -------
+        ParticleStack
+            One stack holding every particle of ``stacks``, in order.
+        """
         first = stacks[0]
         if len(stacks) == 1:
             return first
