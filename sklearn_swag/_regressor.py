@@ -549,7 +549,8 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         ):
             raise FloatingPointError(
                 "The trained networks predict NaN or infinite values on the "
-                "training data; lower `lr` or scale the inputs and targets."
+                "data they were fitted to; lower `lr` or scale the inputs and "
+                "targets."
             )
         residual = y_scaled[rows].astype(np.float64) - means.mean(axis=0)
         epistemic = variances.mean(axis=0) + means.var(axis=0)
@@ -562,6 +563,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             factor = np.ones(residual.shape[1])
         if noise is None:
             factor = np.maximum(factor, 1e-12)
+            vars(self).pop("noise_calibration_", None)  # from an earlier fit
         else:
             factor = np.maximum(factor, 1e-6)
             self.noise_calibration_ = factor

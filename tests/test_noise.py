@@ -169,6 +169,10 @@ def test_heteroscedastic_multi_output_and_user_module(regression_data, fast_para
         MultiSWAGRegressor(two_columns, **params).fit(X, y)
     fitted = MultiSWAGRegressor(two_columns, **params, noise="heteroscedastic")
     assert fitted.fit(X, y).predict(X).shape == (64,)
+    # Refitting with homoscedastic noise leaves no calibration behind.
+    assert hasattr(reg, "noise_calibration_")
+    reg.set_params(noise="homoscedastic").fit(X, Y)
+    assert not hasattr(reg, "noise_calibration_")
 
 
 # -- function draws --------------------------------------------------------------------
