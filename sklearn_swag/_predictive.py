@@ -112,13 +112,7 @@ def component_moments(
             ).to(device, torch.float32)
             owners = torch.arange(chunk.start, chunk.stop, device=device)
             owners = owners.repeat_interleave(n_samples)
-            out = torch.cat(
-                [
-                    stack.functional_forward(theta, rows, owners)
-                    for rows in torch.split(X_t, _ROW_CHUNK)
-                ],
-                dim=1,
-            )
+            out = _network_outputs(stack, theta, X_t, owners)
             if heteroscedastic:
                 out, noise = split_mean_variance(out)
                 noise = noise.to(torch.float64)
@@ -182,10 +176,26 @@ def function_draws(
     stack = stack.to(device).eval()
     X_t = torch.as_tensor(X, device=device)
     with torch.no_grad():
-        out = stack.functional_forward(
-            theta.to(device, torch.float32), X_t, torch.as_tensor(owners, device=device)
+        out = _network_outputs(
+            stack,
+            theta.to(device, torch.float32),
+            X_t,
+            torch.as_tensor(owners, device=device),
         )
     stack.to("cpu")
     if heteroscedastic:
         out, _ = split_mean_variance(out)
     return out.to(torch.float64).cpu().numpy()
+
+
+def _network_outputs(
+    stack: ParticleStack, theta: torch.Tensor, X: torch.Tensor, owners: torch.Tensor
+) -> torch.Tensor:
+    """The network at every weight vector and row, ``_ROW_CHUNK`` rows at once."""
+    return torch.cat(
+        [
+            stack.functional_forward(theta, rows, owners)
+            for rows in torch.split(X, _ROW_CHUNK)
+        ],
+        dim=1,
+    )

@@ -241,3 +241,16 @@ def test_one_network_without_swag_fits_without_warnings(regression_data, fast_pa
         reg = MultiSWAGRegressor(**{**fast_params, "n_models": 1, "swag_epochs": 0})
         reg.fit(X, y)
     assert reg.noise_variance_[0] > 0
+
+
+def test_sample_y_in_row_chunks_matches_one_chunk(
+    regression_data, fast_params, monkeypatch
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    whole = reg.sample_y(X, n_samples=5)
+    monkeypatch.setattr("sklearn_swag._predictive._ROW_CHUNK", 7)
+    # float32 rounding of the matmuls: row blocks of another size
+    np.testing.assert_allclose(
+        reg.sample_y(X, n_samples=5), whole, rtol=1e-5, atol=1e-6
+    )
