@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from torch import nn
 
@@ -32,14 +33,40 @@ _GLOBAL_RNG_LOCK = threading.Lock()
 #: Columns of :func:`particle_seeds`.
 INIT_SEED, DATA_SEED, SAMPLE_SEED = 0, 1, 2
 
+#: Streams of :func:`derived_rng`: one per random choice of a fit, so that
+#: none of them depends on how many draws another one made.
+PARTICLE_STREAM, SPLIT_STREAM, BN_ROWS_STREAM = 0, 1, 2
 
-def particle_seeds(random_state: np.random.RandomState, n_models: int) -> np.ndarray:
+
+def root_seed(random_state) -> int:
+    """The one seed every random choice of a fit derives from.
+
+    An int is used as it is; a ``RandomState`` instance gives one draw; None
+    takes fresh entropy from the operating system, so that the global numpy
+    random state is neither read nor advanced.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % 2**63)
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def derived_rng(root: int, stream: int) -> np.random.Generator:
+    """An independent numpy generator for one purpose (``SPLIT_STREAM``...)."""
+    return np.random.default_rng(np.random.SeedSequence([int(root), int(stream)]))
+
+
+def particle_seeds(root: int, n_models: int) -> np.ndarray:
     """Independent seeds for each particle.
+
+    Particle ``i``'s seeds depend on ``root`` and ``i`` alone: particle ``i``
+    of a fit with more particles is particle ``i`` of one with fewer.
 
     Parameters
     ----------
-    random_state : numpy.random.RandomState
-        The estimator's random state, already checked.
+    root : int
+        The fit's root seed (:func:`root_seed`).
     n_models : int
         Number of particles.
 
@@ -49,7 +76,13 @@ def particle_seeds(random_state: np.random.RandomState, n_models: int) -> np.nda
         Per particle: the seed of its initial weights, of its mini-batch order
         (and dropout), and of its posterior draws.
     """
-    return random_state.randint(np.iinfo(np.int32).max, size=(n_models, 3))
+    rows = [
+        np.random.SeedSequence([int(root), PARTICLE_STREAM, i]).generate_state(3)
+        for i in range(n_models)
+    ]
+    return (np.array(rows, dtype=np.int64) & np.iinfo(np.int32).max).reshape(
+        n_models, 3
+    )
 
 
 def partition(n_models: int, n_jobs: int) -> list[np.ndarray]:
@@ -146,6 +179,9 @@ class TrainingPlan:
     max_threads: int | None = None
     #: How the particle stacks evaluate; set by :meth:`check`.
     stack_mode: str = "auto"
+    #: Floating-point operations of one row's forward pass; set by
+    #: :meth:`check`.
+    flops_per_row: float = 0.0
 
     def build_module(self, seed: int) -> nn.Module:
         """One particle's network, initialised from ``seed``.
@@ -153,7 +189,9 @@ class TrainingPlan:
         The global torch random state is borrowed under a lock and restored.
         """
         with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+            # The CPU generator only: torch.manual_seed would reseed every
+            # CUDA device of the caller too, which fork_rng does not restore.
+            torch.default_generator.manual_seed(int(seed))
             if isinstance(self.module, nn.Module):
                 return _reinitialised_copy(self.module)
             if self.module is None:
@@ -174,9 +212,12 @@ class TrainingPlan:
     def check(self, modules: list[nn.Module], probe: torch.Tensor) -> str:
         """Build the parts once in the calling process, or fail clearly.
 
-        Runs before any worker starts, so that a wrong routed parameter, or a
-        network that cannot be batched over particles, is reported here (with
-        its warning) and not from inside a worker.
+        Runs before any worker starts, so that a wrong routed parameter, an
+        optimizer that would couple the particles, or a network that cannot
+        be batched over particles, is reported here (with its warning) and
+        not from inside a worker. Also measures the network's floating-point
+        operations per row, from which :meth:`threads_for` sizes each group's
+        threads.
 
         Parameters
         ----------
@@ -192,14 +233,128 @@ class TrainingPlan:
             The evaluation mode the particle stacks will use.
         """
         self.build_criterion()
-        _build_routed(
-            self.optimizer,
-            "optimizer",
-            self.optimizer_kwargs,
-            modules[0].parameters(),
-            lr=self.lr,
+        check_optimizer_decouples(
+            self.optimizer, self.optimizer_kwargs, self.lr, modules[0]
         )
+        self.flops_per_row = _flops_per_row(modules[0], probe)
         return build_stack(modules, probe).mode
+
+    def threads_for(self, n_particles: int, n_rows: int) -> int | None:
+        """Torch threads for a group: as many as its work per step can use.
+
+        A step of a small network is over in microseconds; intra-op threads
+        then only wait on each other, and on a machine where other processes
+        hold cores they wait far longer (a tiny network's fit can take 30x
+        longer on two threads than on one). So a group gets one thread per
+        ``FLOPS_PER_THREAD`` floating-point operations of a training step,
+        at least one and at most ``max_threads``.
+        """
+        rows = n_rows if self.batch_size is None else min(self.batch_size, n_rows)
+        work = 3.0 * self.flops_per_row * rows * n_particles  # forward + backward
+        wanted = max(1, int(work // FLOPS_PER_THREAD))
+        if self.max_threads is None:
+            return wanted
+        return max(1, min(self.max_threads, wanted))
+
+
+#: Floating-point operations of a training step worth one more torch thread.
+#: Measured on a 2-core CPU: below about 1e8 per step, a second thread saves
+#: nothing on a quiet machine and costs up to 300x on a busy one.
+FLOPS_PER_THREAD = 1e8
+
+
+def _flops_per_row(module: nn.Module, probe: torch.Tensor) -> float:
+    """Floating-point operations of one forward pass, per row (0 if unknown)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with (
+            torch.no_grad(),
+            torch.random.fork_rng(devices=[]),
+            FlopCounterMode(display=False) as counter,
+        ):
+            copy.deepcopy(module).eval()(probe)
+    except Exception:  # noqa: BLE001 - counting is advice, never a failure
+        return 0.0
+    return counter.get_total_flops() / max(1, len(probe))
+
+
+#: Optimizers known to update every element from its own gradient history.
+_ELEMENTWISE_OPTIMIZERS = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+    torch.optim.Adadelta,
+    torch.optim.Rprop,
+    torch.optim.ASGD,
+)
+
+
+def check_optimizer_decouples(
+    optimizer, kwargs: dict, lr: float, module: nn.Module
+) -> None:
+    """Fail before training if ``optimizer`` would couple the particles.
+
+    The particles of a group are trained as one stack: every parameter holds
+    all of them along a leading axis, and one optimizer updates the stack. An
+    optimizer that looks at more than one element at a time (LBFGS's line
+    search, a factored second moment, a per-tensor trust ratio) would let one
+    particle's gradients change another's update. Two steps are taken on a
+    stack of two copies of every parameter, once with and once without a
+    change to the second copy's gradients; the first copy must come out the
+    same.
+
+    Raises
+    ------
+    ValueError
+        If the optimizer cannot step without a closure, or the first copy's
+        update depends on the second copy's gradients.
+    """
+    shapes = [tuple(p.shape) for p in module.parameters()]
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn((2, *shape), generator=generator) for shape in shapes]
+    grads = [
+        [torch.randn(p.shape, generator=generator) for p in start] for _ in range(2)
+    ]
+    other = [[g.clone() for g in step] for step in grads]
+    for step in other:
+        for g in step:
+            g[1] = 3.0 * g[1] + 1.0
+    outcomes = []
+    name = getattr(optimizer, "__name__", repr(optimizer))
+    for schedule in (grads, other):
+        params = [nn.Parameter(p.clone()) for p in start]
+        # A wrong routed parameter fails here, with a message naming it.
+        opt = _build_routed(optimizer, "optimizer", kwargs, params, lr=lr)
+        try:
+            for step in schedule:
+                for p, g in zip(params, step, strict=True):
+                    p.grad = g.clone()
+                opt.step()
+        except Exception as exc:  # noqa: BLE001 - e.g. LBFGS wants a closure
+            raise ValueError(
+                f"optimizer={name} cannot train the particles as a stack "
+                f"({type(exc).__name__}: {exc}). Use an optimizer that updates "
+                "every weight from its own gradients, such as Adam, AdamW, SGD "
+                "or RMSprop."
+            ) from exc
+        outcomes.append([p.detach()[0] for p in params])
+    if isinstance(optimizer, type) and issubclass(optimizer, _ELEMENTWISE_OPTIMIZERS):
+        return
+    for a, b in zip(*outcomes, strict=True):
+        if not torch.allclose(a, b, rtol=1e-6, atol=1e-9):
+            raise ValueError(
+                f"optimizer={name} couples the particles: one particle's update "
+                "depends on the gradients of another in its group, because the "
+                "particles are trained as one stacked set of weights. Use an "
+                "optimizer that updates every weight from its own gradients, "
+                "such as Adam, AdamW, SGD or RMSprop."
+            )
 
 
 def _build_routed(factory, prefix: str, routed: dict, *args, **fixed):
@@ -259,23 +414,42 @@ def _reinitialised_copy(module: nn.Module) -> nn.Module:
     return copy_
 
 
+class _Interrupted(BaseException):
+    """A ``KeyboardInterrupt`` on its way past skorch, which would swallow it."""
+
+
 class _GroupNet(NeuralNet):
     """A skorch net that trains one particle stack.
 
     Compared with a plain ``NeuralNet`` it has no default callbacks (the
     timer, the loss scorers and the printed log cost more than a tiny
-    network's step) and it feeds batches through :class:`ParticleBatches`.
+    network's step), it feeds batches through :class:`ParticleBatches`, and
+    Ctrl-C stops the fit instead of ending training early with a
+    half-trained model (skorch's ``partial_fit`` catches
+    ``KeyboardInterrupt``).
     """
 
     def get_default_callbacks(self):
         return []
+
+    def fit_loop(self, *args, **kwargs):
+        try:
+            return super().fit_loop(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted from exc
 
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         batch_size = kwargs.pop("batch_size", self.batch_size)
         if batch_size in (None, -1):
             batch_size = len(dataset)
-        return ParticleBatches(dataset, batch_size, self.particle_generators_, **kwargs)
+        return ParticleBatches(
+            dataset,
+            batch_size,
+            self.particle_generators_,
+            merge_single_row=self.module_.has_batch_norm,
+            **kwargs,
+        )
 
 
 def fit_group(
@@ -355,9 +529,18 @@ def fit_group(
         for s in seeds[:, DATA_SEED]
     ]
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), _thread_limit(plan.max_threads):
-        torch.manual_seed(int(seeds[0, DATA_SEED]))
-        net.fit(X_t.to(device), y_t.to(device))
+    threads = plan.threads_for(len(seeds), len(X))
+    with torch.random.fork_rng(devices=cuda), _thread_limit(threads):
+        # Own states for what draws from the global generators (a user
+        # module's dropout): seeded here, restored afterwards, and no other
+        # device touched.
+        torch.default_generator.manual_seed(int(seeds[0, DATA_SEED]))
+        if cuda:
+            torch.cuda.default_generators[cuda[0]].manual_seed(int(seeds[0, DATA_SEED]))
+        try:
+            net.fit(X_t.to(device), y_t.to(device))
+        except _Interrupted:
+            raise KeyboardInterrupt from None
 
     stack = net.module_.to("cpu")
     stack.dropout_generators = None  # generators neither travel nor pickle

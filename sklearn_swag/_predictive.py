@@ -51,6 +51,45 @@ def draw_particle_weights(
     )
 
 
+class _Network:
+    """The fitted network on a device: posterior draws in, outputs out.
+
+    Holds what every block of draws needs: a :class:`StackInference` (private
+    copies, so predictions may run in parallel threads) and, for networks
+    with normalisation statistics, the rows to recompute them on.
+    """
+
+    def __init__(self, stack, device, bn_rows, bn_batch_size) -> None:
+        self.inference = stack.inference(device)
+        self.device = device
+        self.bn_rows = (
+            None
+            if bn_rows is None or not stack.has_batch_norm
+            else torch.as_tensor(bn_rows, device=device)
+        )
+        self.bn_batch_size = bn_batch_size
+
+    def __call__(
+        self, theta: torch.Tensor, owners: torch.Tensor, X: torch.Tensor
+    ) -> torch.Tensor:
+        """Outputs ``(M, n_rows, n_outputs)``, ``_ROW_CHUNK`` rows at once."""
+        theta = theta.to(self.device, torch.float32)
+        owners = owners.to(self.device)
+        if self.bn_rows is None:
+            buffers = self.inference.buffers_of(owners)
+        else:
+            buffers = self.inference.refreshed_buffers(
+                theta, owners, self.bn_rows, self.bn_batch_size
+            )
+        return torch.cat(
+            [
+                self.inference(theta, rows, buffers)
+                for rows in torch.split(X, _ROW_CHUNK)
+            ],
+            dim=1,
+        )
+
+
 def component_moments(
     stack: ParticleStack,
     mean: np.ndarray,
@@ -63,6 +102,8 @@ def component_moments(
     scale: float,
     device: torch.device,
     heteroscedastic: bool = False,
+    bn_rows: np.ndarray | None = None,
+    bn_batch_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Predictive moments of every particle at every row.
 
@@ -84,6 +125,12 @@ def component_moments(
     heteroscedastic : bool, default=False
         Whether the network returns a mean and a variance per output (see
         :func:`~sklearn_swag._noise.split_mean_variance`).
+    bn_rows : ndarray of shape (n_bn_rows, n_features) or None, default=None
+        Training rows on which the normalisation statistics of every draw are
+        recomputed (networks with ``BatchNorm``); None uses the statistics
+        the particles left at the end of training.
+    bn_batch_size : int or None, default=None
+        Rows per batch of that recomputation; None is one batch.
 
     Returns
     -------
@@ -96,7 +143,7 @@ def component_moments(
     """
     n_models, n_params = mean.shape
     per_chunk = max(1, _DRAW_BUDGET // max(1, n_samples * n_params))
-    stack = stack.to(device).eval()
+    network = _Network(stack, device, bn_rows, bn_batch_size)
     X_t = torch.as_tensor(X, device=device)
     means, variances, noises = [], [], []
     with torch.no_grad():
@@ -109,10 +156,9 @@ def component_moments(
                     )
                     for p in chunk
                 ]
-            ).to(device, torch.float32)
-            owners = torch.arange(chunk.start, chunk.stop, device=device)
-            owners = owners.repeat_interleave(n_samples)
-            out = _network_outputs(stack, theta, X_t, owners)
+            )
+            owners = torch.arange(chunk.start, chunk.stop).repeat_interleave(n_samples)
+            out = network(theta, owners, X_t)
             if heteroscedastic:
                 out, noise = split_mean_variance(out)
                 noise = noise.to(torch.float64)
@@ -125,7 +171,6 @@ def component_moments(
             out -= chunk_mean.unsqueeze(1)
             means.append(chunk_mean.cpu())
             variances.append(out.square_().mean(dim=1).cpu())
-    stack.to("cpu")
     noise = torch.cat(noises).numpy() if heteroscedastic else None
     return torch.cat(means).numpy(), torch.cat(variances).numpy(), noise
 
@@ -142,6 +187,8 @@ def function_draws(
     scale: float,
     device: torch.device,
     heteroscedastic: bool = False,
+    bn_rows: np.ndarray | None = None,
+    bn_batch_size: int | None = None,
 ) -> np.ndarray:
     """The network at posterior draws: draw ``j`` from particle ``owners[j]``.
 
@@ -161,6 +208,8 @@ def function_draws(
         Where to evaluate the network.
     heteroscedastic : bool, default=False
         Keep only the mean output of a mean-and-variance network.
+    bn_rows, bn_batch_size
+        As for :func:`component_moments`.
 
     Returns
     -------
@@ -173,29 +222,9 @@ def function_draws(
         theta[torch.from_numpy(rows)] = draw_particle_weights(
             mean[p], sq_mean[p], deviations[p], len(rows), scale, seeds[p]
         )
-    stack = stack.to(device).eval()
-    X_t = torch.as_tensor(X, device=device)
+    network = _Network(stack, device, bn_rows, bn_batch_size)
     with torch.no_grad():
-        out = _network_outputs(
-            stack,
-            theta.to(device, torch.float32),
-            X_t,
-            torch.as_tensor(owners, device=device),
-        )
-    stack.to("cpu")
+        out = network(theta, torch.as_tensor(owners), torch.as_tensor(X, device=device))
     if heteroscedastic:
         out, _ = split_mean_variance(out)
     return out.to(torch.float64).cpu().numpy()
-
-
-def _network_outputs(
-    stack: ParticleStack, theta: torch.Tensor, X: torch.Tensor, owners: torch.Tensor
-) -> torch.Tensor:
-    """The network at every weight vector and row, ``_ROW_CHUNK`` rows at once."""
-    return torch.cat(
-        [
-            stack.functional_forward(theta, rows, owners)
-            for rows in torch.split(X, _ROW_CHUNK)
-        ],
-        dim=1,
-    )

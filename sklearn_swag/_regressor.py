@@ -16,15 +16,19 @@ from sklearn.utils.validation import check_is_fitted
 from ._mixture import NormalMixture
 from ._noise import GaussianNLL, held_out_noise_factor
 from ._particles import (
+    BN_ROWS_STREAM,
     INIT_SEED,
     SAMPLE_SEED,
+    SPLIT_STREAM,
     TrainingPlan,
+    derived_rng,
     fit_group,
     group_devices,
     merge_groups,
     particle_seeds,
     partition,
     resolve_devices,
+    root_seed,
 )
 from ._predictive import component_moments, function_draws
 from ._sklearn_compat import (
@@ -99,6 +103,18 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         Gaussian as fitted; smaller values shrink the weight-space spread
         (Maddox et al. 2019 use 0.5 in places), 0 predicts with each
         particle's SWA mean alone.
+    bn_update_rows : int or None, default=1024
+        For networks with ``BatchNorm`` layers: the number of training rows
+        on which the normalisation statistics of every weight vector that
+        prediction evaluates (each posterior draw, or the SWA mean at
+        ``scale=0``) are recomputed, as SWAG requires (``bn_update``, Maddox
+        et al. 2019): in batches of ``batch_size``, keeping the cumulative
+        average. The rows (drawn with ``random_state``) are stored with the
+        fitted model. None uses every training row; 0 skips the refresh and
+        predicts with the statistics the particles had at the end of
+        training. A prediction then costs one forward pass over these rows
+        per draw, on top of the rows predicted (see the user guide). Networks
+        without normalisation statistics ignore it.
     noise : {"homoscedastic", "heteroscedastic"}, default="homoscedastic"
         The observation noise. "homoscedastic": one noise variance per
         target, estimated after training (see ``validation_fraction``).
@@ -124,9 +140,11 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         network that fits its training data closely.
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.Adam
         Optimizer of every particle; its options are set with
-        ``optimizer__*`` (for example ``optimizer__weight_decay``). Particles
-        stay independent with elementwise optimizers (SGD, Adam, AdamW,
-        RMSprop, Adagrad).
+        ``optimizer__*`` (for example ``optimizer__weight_decay``). It must
+        update every weight from its own gradients (SGD, Adam, AdamW,
+        RMSprop, Adagrad, ...), since a group's particles are stacked in one
+        set of tensors: ``fit`` refuses one that would couple them (LBFGS,
+        factored or per-tensor optimizers) before training.
     criterion : torch.nn.Module subclass or instance, default=None
         Training loss of one particle, options set with ``criterion__*``.
         None is :class:`torch.nn.MSELoss` with ``noise="homoscedastic"`` and
@@ -143,16 +161,22 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         with a warning).
     n_jobs : int or None, default=None
         Number of joblib workers; the particles are split into that many
-        groups. None means 1 unless in a :func:`joblib.parallel_backend`
-        context; -1 uses all processors. Every particle's seeds are the same
+        groups. None means 1 (all particles in one group, trained in this
+        process) unless in a :func:`joblib.parallel_backend` context; -1 uses
+        all processors. On a CPU each group takes as many torch threads as
+        its work per step can use: one for a small network, whose threads
+        would only wait on each other. Every particle's seeds are the same
         for any value, so results agree up to floating-point rounding (see
         the Notes).
     verbose : int, default=0
         Above 0, a progress bar over the epochs of each group.
     random_state : int, RandomState instance or None, default=None
         Seeds every particle's initialisation, mini-batch order and
-        posterior draws. The global torch and numpy random states are left
-        untouched.
+        posterior draws, and the held-out rows. Particle ``i``'s seeds
+        depend on ``random_state`` and ``i`` alone, so it is the same
+        particle for any ``n_models``. None takes fresh entropy from the
+        operating system; the global torch (CPU and CUDA) and numpy random
+        states are never read nor changed.
     **kwargs
         Routed parameters: ``module__*``, ``optimizer__*``, ``criterion__*``
         and ``iterator_train__*`` (``shuffle``, ``drop_last``), as in skorch.
@@ -187,6 +211,17 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         without ``normalize_y``).
     n_train_samples_ : int
         Rows the particles trained on (the others were held out).
+    n_samples_ : int
+        Posterior draws per particle that prediction takes: ``n_samples``,
+        or 1 for a deep ensemble (``swag_epochs=0``).
+    scale_ : float
+        Posterior scale that prediction uses: ``scale``, or 0 for a deep
+        ensemble.
+    bn_update_X_ : ndarray of shape (n_bn_rows, n_features) or None
+        The training rows on which the normalisation statistics of every
+        evaluated weight vector are recomputed (see ``bn_update_rows``);
+        None for a network without ``BatchNorm`` or with
+        ``bn_update_rows=0``.
     train_loss_ : ndarray of shape (n_models,)
         Each particle's training loss on its last batch.
     particles_ : ParticleStack
@@ -222,14 +257,20 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
 
     Every particle's initialisation, mini-batch order and posterior draws
     are seeded from ``random_state`` alone, whatever ``n_jobs`` and the
-    joblib backend; the default network's dropout (``module__dropout``) is
-    also drawn per particle. Groups of other sizes round differently in the
-    last bits, which long trainings amplify: keep ``n_jobs`` fixed for
-    bit-identical refits. One exception: a user
-    module with stochastic layers (dropout of its own) draws its masks from
-    one stream per group, so such a model is reproducible for a given
-    ``n_jobs`` with process-based backends but changes with ``n_jobs``, and
-    with the threading backend from fit to fit.
+    joblib backend; dropout masks are drawn per particle too. Groups of
+    other sizes round differently in the last bits, which long trainings
+    amplify: keep ``n_jobs`` fixed for bit-identical refits. One exception:
+    a user module that cannot be rewritten into batched operations
+    (``particles_.mode`` "vmap" or "loop") and has stochastic layers draws
+    its masks from one stream per group, so such a model is reproducible
+    for a given ``n_jobs`` with process-based backends but changes with
+    ``n_jobs``, and with the threading backend from fit to fit.
+
+    Prediction depends on the fitted state alone (``set_params`` after
+    ``fit`` changes no prediction) and is thread-safe. Networks with
+    ``BatchNorm`` get their normalisation statistics recomputed for every
+    weight vector prediction evaluates (see ``bn_update_rows`` and the user
+    guide page on networks).
 
     The defaults (a 64-64 ReLU network, 20 + 30 epochs of Adam at learning
     rate 0.003 in batches of 128, 5 particles, 10% of the rows held out for
@@ -284,6 +325,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "scale": [Interval(Real, 0, None, closed="left")],
+        "bn_update_rows": [Interval(Integral, 0, None, closed="left"), None],
         "noise": [StrOptions({"homoscedastic", "heteroscedastic"})],
         "normalize_y": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -308,6 +350,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         batch_size=128,
         n_samples=20,
         scale=1.0,
+        bn_update_rows=1024,
         noise="homoscedastic",
         normalize_y="auto",
         validation_fraction=0.1,
@@ -329,6 +372,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.n_samples = n_samples
         self.scale = scale
+        self.bn_update_rows = bn_update_rows
         self.noise = noise
         self.normalize_y = normalize_y
         self.validation_fraction = validation_fraction
@@ -474,9 +518,11 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         if criterion is None:
             criterion = GaussianNLL if heteroscedastic else torch.nn.MSELoss
 
-        rng = check_random_state(self.random_state)
-        seeds = particle_seeds(rng, self.n_models)
-        train, held_out = _validation_split(len(X), self.validation_fraction, rng)
+        root = root_seed(self.random_state)
+        seeds = particle_seeds(root, self.n_models)
+        train, held_out = _validation_split(
+            X, self.validation_fraction, derived_rng(root, SPLIT_STREAM)
+        )
         plan = TrainingPlan(
             module=self.module,
             module_kwargs=self._params_for("module"),
@@ -498,6 +544,11 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         # Every particle is initialised here, one after another: worker threads
         # share the global torch random state, so they must not seed it.
         modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
+        if _has_batch_norm(modules[0]) and len(train) < 2:
+            raise ValueError(
+                "A network with BatchNorm layers needs at least 2 training rows "
+                f"to normalise by; got {len(train)}."
+            )
         plan.stack_mode = plan.check(modules[:2], torch.as_tensor(X[:8]))
         _check_output_width(modules[0], X[:8], n_net_outputs, self.noise)
         X_train, y_fit = X[train], y_train[train]
@@ -534,6 +585,16 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.y_mean_ = y_mean
         self.y_scale_ = y_scale
         self._noise_model = self.noise
+        # What prediction uses is fixed here: set_params after fit changes no
+        # prediction.
+        self.n_samples_ = int(self.n_samples) if self.swag_epochs > 0 else 1
+        self.scale_ = float(self.scale) if self.swag_epochs > 0 else 0.0
+        self.bn_update_X_ = _bn_update_rows(
+            X_train,
+            self.bn_update_rows if self.particles_.has_batch_norm else 0,
+            derived_rng(root, BN_ROWS_STREAM),
+        )
+        self._bn_batch_size = self.batch_size
 
         self.n_train_samples_ = len(train)
         self._fit_noise(X, y_train, held_out if len(held_out) else train)
@@ -599,7 +660,6 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     # -- prediction -------------------------------------------------------------------
     def _component_moments(self, X):
         """Per-particle moments at ``X``, in the units the networks learned."""
-        n_draws = self.n_samples if self.swag_epochs > 0 else 1
         return component_moments(
             self.particles_,
             self.swag_mean_,
@@ -607,10 +667,12 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             self.swag_deviations_,
             self.particle_seeds_[:, SAMPLE_SEED],
             X,
-            n_samples=n_draws,
-            scale=float(self.scale),
+            n_samples=self.n_samples_,
+            scale=self.scale_,
             device=resolve_devices(self.device)[0],
             heteroscedastic=self._noise_model == "heteroscedastic",
+            bn_rows=self.bn_update_X_,
+            bn_batch_size=self._bn_batch_size,
         )
 
     def _validated(self, X):
@@ -704,9 +766,10 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
-        owners = np.arange(n_samples) % self.n_models
+        n_models = len(self.swag_mean_)
+        owners = np.arange(n_samples) % n_models
         seeds = check_random_state(random_state).randint(
-            np.iinfo(np.int32).max, size=self.n_models
+            np.iinfo(np.int32).max, size=n_models
         )
         draws = function_draws(
             self.particles_,
@@ -716,9 +779,11 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             owners,
             seeds,
             X,
-            scale=float(self.scale) if self.swag_epochs > 0 else 0.0,
+            scale=self.scale_,
             device=resolve_devices(self.device)[0],
             heteroscedastic=self._noise_model == "heteroscedastic",
+            bn_rows=self.bn_update_X_,
+            bn_batch_size=self._bn_batch_size,
         )  # (n_samples, n_rows, n_outputs)
         draws = draws * self.y_scale_ + self.y_mean_
         draws = np.moveaxis(draws, 0, -1)  # (n_rows, n_outputs, n_samples)
@@ -726,20 +791,54 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
 
 
 def _validation_split(
-    n_rows: int, fraction: float, rng: np.random.RandomState
+    X: np.ndarray, fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training and held-out rows: ``ceil(fraction * n_rows)`` held out."""
+    """Training and held-out rows, about ``ceil(fraction * n_rows)`` held out.
+
+    Rows with identical features are kept on one side: a copy of a training
+    row is no new data, and holding it out would make the noise look smaller
+    than it is. Groups of identical rows are held out in random order until
+    at least ``ceil(fraction * n_rows)`` rows are.
+    """
+    n_rows = len(X)
     if fraction == 0:
         return np.arange(n_rows), np.arange(0)
     n_held_out = int(np.ceil(fraction * n_rows))
-    if n_rows - n_held_out < 1:
+    _, group = np.unique(X, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    n_groups = int(group.max()) + 1
+    sizes = np.bincount(group, minlength=n_groups)
+    order = rng.permutation(n_groups)
+    n_taken = int(np.searchsorted(np.cumsum(sizes[order]), n_held_out) + 1)
+    if n_rows - n_held_out < 1 or n_taken >= n_groups:
         raise ValueError(
-            f"validation_fraction={fraction} holds out {n_held_out} of "
-            f"n_samples={n_rows} row(s), which leaves no row to train on; lower "
-            "validation_fraction or set it to 0."
+            f"validation_fraction={fraction} holds out at least {n_held_out} of "
+            f"n_samples={n_rows} row(s) ({n_groups} distinct), which leaves no "
+            "row to train on; lower validation_fraction or set it to 0."
         )
-    order = rng.permutation(n_rows)
-    return np.sort(order[n_held_out:]), np.sort(order[:n_held_out])
+    held = np.isin(group, order[:n_taken])
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _bn_update_rows(
+    X_train: np.ndarray, n_rows: int | None, rng: np.random.Generator
+) -> np.ndarray | None:
+    """The training rows on which prediction recomputes BatchNorm statistics.
+
+    In random order, as a shuffled loader would give them: the statistics are
+    averaged over batches of consecutive rows, which in the data's own order
+    (sorted by time or by target, say) would not be samples of it.
+    """
+    if n_rows == 0:
+        return None
+    size = len(X_train) if n_rows is None else min(n_rows, len(X_train))
+    return X_train[rng.choice(len(X_train), size=size, replace=False)]
+
+
+def _has_batch_norm(module: torch.nn.Module) -> bool:
+    return any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()
+    )
 
 
 def _target_scaling(y: np.ndarray, normalize: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -1,69 +1,59 @@
 """A group of particles trained as one computation.
 
-:class:`ParticleStack` holds ``P`` independent copies of one network and
-evaluates all of them in one batched call; :class:`ParticleLoss` sums the
-copies' losses, so that the gradient each copy receives is the gradient of its
-own loss alone; :class:`ParticleBatches` feeds each copy its own shuffled
-mini-batches. With an elementwise optimizer (SGD, Adam, AdamW, RMSprop, ...)
-training the stack is exactly training ``P`` networks one after another, only
-faster.
+:class:`ParticleStack` holds ``P`` independent copies of one network, their
+weights and buffers stacked along a leading particle axis, and evaluates all of
+them in one call; :class:`ParticleLoss` sums the copies' losses, so that the
+gradient each copy receives is the gradient of its own loss alone;
+:class:`ParticleBatches` feeds each copy its own shuffled mini-batches. With an
+elementwise optimizer (SGD, Adam, AdamW, RMSprop, ...) training the stack is
+exactly training ``P`` networks one after another, only faster.
 
-Three ways to evaluate the copies, chosen once per stack:
+How the copies are evaluated is chosen once per stack, as one of three small
+evaluator classes:
 
-``"mlp"``
-    An ``nn.Sequential`` of ``nn.Linear`` layers and parameter-free
-    activations runs as batched matrix products.
-``"vmap"``
+``"lowered"`` (:class:`LoweredEvaluator`)
+    The network is traced and rewritten into batched operations
+    (:mod:`sklearn_swag._lowering`): a stacked ``Linear`` is one batched
+    matrix product, a stacked convolution one grouped convolution, a
+    ``BatchNorm`` keeps every copy's statistics. Most networks built from
+    common layers take this path.
+``"vmap"`` (:class:`VmapEvaluator`)
     Any other module that :func:`torch.func.vmap` can batch runs through
     :func:`torch.func.functional_call`.
-``"loop"``
-    A module that cannot be batched (in-place buffer updates such as
-    ``BatchNorm`` in training mode) runs copy by copy.
+``"loop"`` (:class:`LoopEvaluator`)
+    What neither can batch runs copy by copy.
+
+Every evaluator takes the weights and buffers as arguments and an explicit
+``mode`` ("train", "eval", or "refresh" for recomputing normalisation
+statistics), so prediction never changes the fitted stack
+(:class:`StackInference`).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
 
-_ELEMENTWISE = (
-    nn.ReLU,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Softplus,
-    nn.LeakyReLU,
-    nn.Identity,
-    nn.Dropout,
-)
+from ._lowering import LoweringError, lower
 
-
-#: Floats of one hidden layer for a block of weight vectors at inference on a
-#: CPU (2 MiB in float32): small enough to stay in a core's cache.
+#: Floats of the widest layer for a block of weight vectors at inference on
+#: a CPU (2 MiB in float32): small enough to stay in a core's cache.
 _BLOCK_FLOATS = 2**19
 
+#: Floats of the widest layer for a block of weight vectors while normalisation
+#: statistics are recomputed (64 MiB in float32).
+_REFRESH_FLOATS = 2**24
 
-def _is_linear_chain(module: nn.Module) -> bool:
-    if not isinstance(module, nn.Sequential) or len(module) == 0:
-        return False
-    if any(True for _ in module.buffers()):
-        return False
-    return all(
-        (isinstance(layer, nn.Linear) and layer.bias is not None)
-        or (isinstance(layer, _ELEMENTWISE) and not any(layer.parameters()))
-        for layer in module
-    )
+#: The buffers of a BatchNorm layer that a refresh recomputes, and their
+#: starting values (SWAG's ``bn_update``: mean 0, variance 1, count 0).
+_BN_BUFFERS = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
 
 
 def _as_particle_output(out: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -79,6 +69,155 @@ def _as_particle_output(out: torch.Tensor, n_rows: int) -> torch.Tensor:
     return out
 
 
+# -- evaluators ---------------------------------------------------------------------
+class LoweredEvaluator:
+    """Copies evaluated by the network's batched rewrite.
+
+    Parameters
+    ----------
+    lowered : LoweredNetwork
+        The result of :func:`sklearn_swag._lowering.lower`.
+    """
+
+    name = "lowered"
+
+    def __init__(self, lowered) -> None:
+        self.lowered = lowered
+
+    def __call__(
+        self,
+        params: Sequence[torch.Tensor],
+        buffers: Sequence[torch.Tensor],
+        X: torch.Tensor,
+        *,
+        mode: str,
+        generators: Sequence[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        return self.lowered(
+            params,
+            buffers,
+            X,
+            mode=mode,
+            shared_input=X.ndim == 2,
+            generators=generators if mode == "train" else None,
+        )
+
+    def copy_to(self, device: torch.device) -> LoweredEvaluator:
+        return self  # a pure function of its arguments: nothing to copy
+
+
+class _SkeletonEvaluator:
+    """Shared part of the evaluators that call a copy of the module."""
+
+    name = ""
+
+    def __init__(self, skeleton: nn.Module) -> None:
+        self.skeleton = skeleton
+        self._mode: str | None = None
+
+    def _set_mode(self, mode: str) -> None:
+        if mode == self._mode:
+            return  # skorch asks at every step; walking the tree costs
+        self.skeleton.train(mode != "eval")
+        for module in self.skeleton.modules():
+            if mode == "refresh" and isinstance(module, _DropoutNd):
+                module.eval()
+        self._mode = mode
+
+    def copy_to(self, device: torch.device):
+        return type(self)(copy.deepcopy(self.skeleton).to(device))
+
+    def __getstate__(self) -> dict:
+        return {**vars(self), "_mode": None}
+
+
+class VmapEvaluator(_SkeletonEvaluator):
+    """Copies evaluated by :func:`torch.func.vmap` over one functional module.
+
+    Parameters
+    ----------
+    skeleton : torch.nn.Module
+        A copy of the network, owned by the evaluator.
+    """
+
+    name = "vmap"
+
+    def __call__(self, params, buffers, X, *, mode, generators=None):
+        if mode == "refresh":  # vmap cannot keep buffer updates: copy by copy
+            return LoopEvaluator.__call__(self, params, buffers, X, mode=mode)
+        self._set_mode(mode)
+        names = self.param_names
+        skeleton = self.skeleton
+
+        def one(values, buffers_, x):
+            return functional_call(skeleton, (values, buffers_), (x,))
+
+        values = dict(zip(names, params, strict=True))
+        buffer_values = dict(zip(self.buffer_names, buffers, strict=True))
+        x_dim = 0 if X.ndim == 3 else None
+        return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(
+            values, buffer_values, X
+        )
+
+    @property
+    def param_names(self) -> list[str]:
+        return [name for name, _ in self.skeleton.named_parameters()]
+
+    @property
+    def buffer_names(self) -> list[str]:
+        return [name for name, _ in self.skeleton.named_buffers()]
+
+
+class LoopEvaluator(VmapEvaluator):
+    """Copies evaluated one after another, each with its own weights and buffers.
+
+    The buffers a copy updates (``BatchNorm`` statistics in training) are
+    views of the stacked ones, so the updates land in the stack.
+    """
+
+    name = "loop"
+
+    def __call__(self, params, buffers, X, *, mode, generators=None):
+        self._set_mode(mode)
+        momenta = {}
+        if mode == "refresh":  # cumulative averages, as SWAG's bn_update
+            for module in self.skeleton.modules():
+                if isinstance(module, _BatchNorm):
+                    momenta[module] = module.momentum
+                    module.momentum = None
+        try:
+            names, buffer_names = self.param_names, self.buffer_names
+            outs = []
+            for i in range(params[0].shape[0] if params else buffers[0].shape[0]):
+                values = {n: p[i] for n, p in zip(names, params, strict=True)}
+                own = {n: b[i] for n, b in zip(buffer_names, buffers, strict=True)}
+                x = X if X.ndim == 2 else X[i]
+                outs.append(functional_call(self.skeleton, (values, own), (x,)))
+        finally:
+            for module, momentum in momenta.items():
+                module.momentum = momentum
+        return torch.stack(outs)
+
+
+_EVALUATORS = {"vmap": VmapEvaluator, "loop": LoopEvaluator}
+
+
+def _make_evaluator(mode: str, skeleton: nn.Module):
+    if mode in ("auto", "lowered"):
+        try:
+            return LoweredEvaluator(lower(skeleton))
+        except LoweringError:
+            if mode == "lowered":
+                raise
+            mode = "vmap"
+    if mode not in _EVALUATORS:
+        raise ValueError(
+            f"mode must be 'auto', 'lowered', 'vmap' or 'loop', got {mode!r}."
+        )
+    return _EVALUATORS[mode](copy.deepcopy(skeleton))
+
+
+# -- the stack ------------------------------------------------------------------------
 class ParticleStack(nn.Module):
     """``P`` independent copies of one network, evaluated together.
 
@@ -86,10 +225,10 @@ class ParticleStack(nn.Module):
     ----------
     modules : sequence of torch.nn.Module
         The initialised copies, one per particle, all of the same structure.
-    mode : {"auto", "mlp", "vmap", "loop"}, default="auto"
-        How to evaluate the copies; "auto" takes "mlp" where the structure
-        allows it and "vmap" otherwise. The caller falls back to "loop" where
-        "vmap" fails (:func:`build_stack`).
+    mode : {"auto", "lowered", "vmap", "loop"}, default="auto"
+        How to evaluate the copies; "auto" takes "lowered" where the network
+        can be rewritten into batched operations and "vmap" otherwise. The
+        caller falls back to "loop" where "vmap" fails (:func:`build_stack`).
 
     Attributes
     ----------
@@ -97,11 +236,15 @@ class ParticleStack(nn.Module):
         Number of copies.
     n_params : int
         Length of one copy's flat weight vector.
+    has_batch_norm : bool
+        Whether the network keeps normalisation statistics (a ``BatchNorm``
+        layer with running statistics), which prediction recomputes for
+        every weight vector it evaluates.
     dropout_generators : list of torch.Generator or None
-        Set while training in "mlp" mode: each particle's own source of
-        dropout masks, so that a particle's masks do not depend on the other
-        particles of its group. Other modes draw masks from the global torch
-        random state.
+        Set while training: each particle's own source of dropout masks in
+        "lowered" mode, so that a particle's masks do not depend on the
+        other particles of its group. Other modes draw masks from the global
+        torch random state.
 
     Examples
     --------
@@ -110,7 +253,7 @@ class ParticleStack(nn.Module):
     >>> nets = [MLP(3, 1, hidden_layer_sizes=(8,)) for _ in range(4)]
     >>> stack = ParticleStack(nets)
     >>> stack.mode, stack.n_particles, stack.n_params
-    ('mlp', 4, 41)
+    ('lowered', 4, 41)
     >>> stack(torch.zeros(5, 3)).shape
     torch.Size([4, 5, 1])
     >>> theta = stack.flat_weights()
@@ -125,41 +268,38 @@ class ParticleStack(nn.Module):
         modules = list(modules)
         if not modules:
             raise ValueError("A particle stack needs at least one module.")
-        if mode == "auto":
-            mode = "mlp" if _is_linear_chain(modules[0]) else "vmap"
-        self.mode = mode
+        template = modules[0]
         self.n_particles = len(modules)
         self.dropout_generators: list[torch.Generator] | None = None
-        template = modules[0]
         self._names = [name for name, _ in template.named_parameters()]
         self._shapes = [tuple(p.shape) for p in template.parameters()]
         self._numels = [p.numel() for p in template.parameters()]
         self.n_params = sum(self._numels)
-        if mode == "loop":
-            self.copies = nn.ModuleList(modules)
-            return
+        self._buffer_names = [name for name, _ in template.named_buffers()]
+        self._refresh_values = _refresh_values(template, self._buffer_names)
+        self.has_batch_norm = bool(self._refresh_values)
         params, buffers = stack_module_state(modules)
         self.weights = nn.ParameterList(
             nn.Parameter(params[name].detach().clone()) for name in self._names
         )
-        self._buffer_names = list(buffers)
         for i, name in enumerate(self._buffer_names):
             self.register_buffer(f"_buffer{i}", buffers[name].detach().clone())
-        # The structure to call with the stacked weights, kept out of the
-        # module tree. A real (CPU) copy rather than a storage-less "meta" one:
-        # dask serialises modules tensor by tensor and cannot send meta ones.
+        # The structure, kept out of the module tree. A real (CPU) copy rather
+        # than a storage-less "meta" one: dask serialises modules tensor by
+        # tensor and cannot send meta ones.
         self._skeleton = [copy.deepcopy(template)]
+        self._evaluator = _make_evaluator(mode, self._skeleton[0])
+
+    @property
+    def mode(self) -> str:
+        """How the copies are evaluated: "lowered", "vmap" or "loop"."""
+        return self._evaluator.name
+
+    def stacked_buffers(self) -> list[torch.Tensor]:
+        """Every buffer with a leading particle axis (the stack's own tensors)."""
+        return [getattr(self, f"_buffer{i}") for i in range(len(self._buffer_names))]
 
     # -- weights as flat vectors ------------------------------------------------
-    def _particle_params(self) -> list[torch.Tensor]:
-        """Every parameter with a leading particle axis."""
-        if self.mode == "loop":
-            return [
-                torch.stack([dict(m.named_parameters())[n] for m in self.copies])
-                for n in self._names
-            ]
-        return list(self.weights)
-
     def flat_weights(self) -> torch.Tensor:
         """Current weights, shape ``(n_particles, n_params)``, detached.
 
@@ -171,8 +311,7 @@ class ParticleStack(nn.Module):
         """
         with torch.no_grad():
             return torch.cat(
-                [p.reshape(self.n_particles, -1) for p in self._particle_params()],
-                dim=1,
+                [p.reshape(self.n_particles, -1) for p in self.weights], dim=1
             )
 
     def unflatten(self, theta: torch.Tensor) -> list[torch.Tensor]:
@@ -195,25 +334,12 @@ class ParticleStack(nn.Module):
             for piece, shape in zip(pieces, self._shapes, strict=True)
         ]
 
-    def _buffers_for(self, owners: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            name: getattr(self, f"_buffer{i}")[owners]
-            for i, name in enumerate(self._buffer_names)
-        }
-
     # -- evaluation ------------------------------------------------------------------
-    def train(self, mode: bool = True) -> ParticleStack:
-        if self.training == mode and (
-            self.mode == "loop" or self._skeleton[0].training == mode
-        ):
-            return self  # skorch asks at every step; walking the tree costs
-        super().train(mode)
-        if self.mode != "loop":
-            self._skeleton[0].train(mode)
-        return self
-
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        """Evaluate every copy.
+        """Evaluate every copy at its current weights, in the stack's mode.
+
+        In training mode a ``BatchNorm`` layer normalises each copy with its
+        own batch statistics and updates that copy's running statistics.
 
         Parameters
         ----------
@@ -224,15 +350,27 @@ class ParticleStack(nn.Module):
         -------
         torch.Tensor of shape (P, N, n_outputs)
         """
-        if self.mode == "loop":
-            outs = [m(X if X.ndim == 2 else X[i]) for i, m in enumerate(self.copies)]
-            return _as_particle_output(torch.stack(outs), X.shape[-2])
-        return self._evaluate(list(self.weights), X)
+        out = self._evaluator(
+            list(self.weights),
+            self.stacked_buffers(),
+            X,
+            mode="train" if self.training else "eval",
+            generators=self.dropout_generators,
+        )
+        return _as_particle_output(out, X.shape[-2])
+
+    def inference(self, device: torch.device | str = "cpu") -> StackInference:
+        """An evaluator of this stack at arbitrary weights, on ``device``.
+
+        It holds its own copies of whatever it could change, so several
+        threads may predict with one stack at once.
+        """
+        return StackInference(self, torch.device(device))
 
     def functional_forward(
         self, theta: torch.Tensor, X: torch.Tensor, owners: torch.Tensor
     ) -> torch.Tensor:
-        """Evaluate the network at arbitrary flat weight vectors.
+        """Evaluate the network at arbitrary flat weight vectors (eval mode).
 
         Parameters
         ----------
@@ -248,141 +386,10 @@ class ParticleStack(nn.Module):
         -------
         torch.Tensor of shape (M, N, n_outputs)
         """
-        params = self.unflatten(theta.to(X.dtype))
-        if self.mode != "loop":
-            return self._evaluate(params, X, owners)
-        outs = []
-        for m, owner in enumerate(owners.tolist()):
-            copy_ = self.copies[owner]
-            values = {name: p[m] for name, p in zip(self._names, params, strict=True)}
-            outs.append(functional_call(copy_, values, (X,)))
-        return _as_particle_output(torch.stack(outs), X.shape[0])
+        inference = self.inference(X.device)
+        return inference(theta, X, inference.buffers_of(owners))
 
-    def _evaluate(
-        self,
-        params: list[torch.Tensor],
-        X: torch.Tensor,
-        owners: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Batched evaluation; ``owners`` (the buffers' particles) default to all."""
-        n_rows = X.shape[-2]
-        if self.mode == "mlp":
-            if X.ndim == 2 and not torch.is_grad_enabled() and not self.training:
-                return _as_particle_output(self._mlp_blocked(params, X), n_rows)
-            return _as_particle_output(self._mlp_forward(params, X), n_rows)
-        if owners is None:
-            owners = torch.arange(self.n_particles, device=X.device)
-        values = dict(zip(self._names, params, strict=True))
-        buffers = self._buffers_for(owners)
-        skeleton = self._skeleton[0]
-
-        def one(values_, buffers_, x):
-            return functional_call(skeleton, (values_, buffers_), (x,))
-
-        x_dim = 0 if X.ndim == 3 else None
-        out = vmap(one, in_dims=(0, 0, x_dim), randomness="different")(
-            values, buffers, X
-        )
-        return _as_particle_output(out, n_rows)
-
-    def _dropout(self, h: torch.Tensor, p: float) -> torch.Tensor:
-        """Dropout with each particle's own generator, where the stack has them."""
-        generators = self.dropout_generators
-        if not self.training or p == 0 or generators is None:
-            return nn.functional.dropout(h, p, self.training)
-        if h.ndim == 2:
-            h = h.expand(len(generators), *h.shape)
-        keep = torch.stack(
-            [torch.rand(h.shape[1:], generator=g, device=h.device) for g in generators]
-        ).ge_(p)
-        return h * keep / (1.0 - p)
-
-    def _mlp_forward(
-        self,
-        params: list[torch.Tensor],
-        X: torch.Tensor,
-        workspace: tuple[torch.Tensor, torch.Tensor] | None = None,
-        out: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Batched matrix products; ``workspace`` and ``out`` are for inference.
-
-        With ``workspace`` (two flat buffers, each large enough for one hidden
-        layer of every weight vector) and ``out`` (the output), the linear
-        layers allocate nothing: they write alternately into the two buffers,
-        the last one into ``out``.
-        """
-        h = X
-        k = 0
-        n_weights = params[0].shape[0]
-        for layer in self._skeleton[0]:
-            if isinstance(layer, nn.Linear):
-                weight, bias = params[k], params[k + 1]
-                k += 2
-                target = None
-                if workspace is not None:
-                    shape = (n_weights, X.shape[0], weight.shape[1])
-                    if k == len(params):
-                        target = out
-                    else:
-                        target = workspace[k // 2 % 2][: math.prod(shape)].view(shape)
-                if h.ndim == 2 and h.shape[1] == 1:
-                    # One shared input feature: an outer product, no matmul.
-                    h = torch.addcmul(
-                        bias.unsqueeze(1),
-                        h.unsqueeze(0),
-                        weight.transpose(1, 2),
-                        out=target,
-                    )
-                    continue
-                if h.ndim == 2:  # rows shared by every particle
-                    h = h.expand(n_weights, *h.shape)
-                h = torch.baddbmm(
-                    bias.unsqueeze(1), h, weight.transpose(1, 2), out=target
-                )
-            elif isinstance(layer, nn.Dropout):
-                h = self._dropout(h, layer.p)
-            elif isinstance(layer, nn.ELU) and h is not X:
-                # In place on an intermediate result, which autograd allows
-                # (ELU's gradient is computed from its output); never on X.
-                h = nn.functional.elu(h, layer.alpha, inplace=True)
-            elif isinstance(layer, nn.ReLU) and h is not X:
-                h = nn.functional.relu(h, inplace=True)
-            else:
-                h = layer(h)
-        if h.ndim == 2:  # a network without any linear layer is not an MLP
-            h = h.expand(n_weights, *h.shape)
-        if out is not None and h is not out:
-            out.copy_(h)
-            h = out
-        return h
-
-    def _mlp_blocked(self, params: list[torch.Tensor], X: torch.Tensor) -> torch.Tensor:
-        """Inference in cache-sized blocks of weight vectors.
-
-        On a CPU, evaluating thousands of weight vectors at once streams every
-        hidden layer through main memory; blocks of vectors whose hidden layers
-        fit in a core's cache, with buffers reused from block to block, take
-        about half the time.
-        """
-        n_weights, n_rows = params[0].shape[0], X.shape[0]
-        widths = [weight.shape[1] for weight in params[0::2]]
-        block = max(1, _BLOCK_FLOATS // max(1, n_rows * max(widths)))
-        if X.device.type != "cpu" or block >= n_weights:
-            return self._mlp_forward(params, X)
-        size = block * n_rows * max(widths)
-        workspace = (X.new_empty(size), X.new_empty(size))
-        out = X.new_empty(n_weights, n_rows, widths[-1])
-        for start in range(0, n_weights, block):
-            stop = min(n_weights, start + block)
-            self._mlp_forward(
-                [p[start:stop] for p in params],
-                X,
-                workspace=workspace,
-                out=out[start:stop],
-            )
-        return out
-
-    # -- moving between devices and stacks -----------------------------------------
+    # -- moving between stacks ---------------------------------------------------
     @classmethod
     def concatenate(cls, stacks: Sequence[ParticleStack]) -> ParticleStack:
         """Join stacks of the same network into one, particles in order.
@@ -402,25 +409,207 @@ class ParticleStack(nn.Module):
             return first
         if any(s.mode != first.mode for s in stacks):
             raise ValueError("Cannot join particle stacks evaluated differently.")
-        if first.mode == "loop":
-            return cls([m for s in stacks for m in s.copies], mode="loop")
-        joined = cls.__new__(cls)
-        nn.Module.__init__(joined)
-        for attr in ("mode", "_names", "_shapes", "_numels", "n_params"):
-            setattr(joined, attr, getattr(first, attr))
-        joined._buffer_names = list(first._buffer_names)
-        joined._skeleton = [copy.deepcopy(first._skeleton[0])]  # not shared
-        joined.n_particles = sum(s.n_particles for s in stacks)
-        joined.dropout_generators = None
-        joined.weights = nn.ParameterList(
-            nn.Parameter(torch.cat([s.weights[i].detach() for s in stacks]))
-            for i in range(len(first._names))
-        )
-        for i in range(len(first._buffer_names)):
-            joined.register_buffer(
-                f"_buffer{i}", torch.cat([getattr(s, f"_buffer{i}") for s in stacks])
+        joined = cls(first._skeleton, mode=first.mode)
+        with torch.no_grad():
+            joined.weights = nn.ParameterList(
+                nn.Parameter(torch.cat([s.weights[i].detach() for s in stacks]))
+                for i in range(len(first._names))
             )
+            for i in range(len(first._buffer_names)):
+                joined.register_buffer(
+                    f"_buffer{i}",
+                    torch.cat([s.stacked_buffers()[i] for s in stacks]).clone(),
+                )
+        joined.n_particles = sum(s.n_particles for s in stacks)
         return joined.train(first.training)
+
+
+def _refresh_values(module: nn.Module, buffer_names: list[str]) -> dict[int, float]:
+    """Index and starting value of every buffer a statistics refresh recomputes."""
+    names = {}
+    for prefix, sub in module.named_modules():
+        if isinstance(sub, _BatchNorm) and sub.track_running_stats:
+            for name, value in _BN_BUFFERS.items():
+                names[f"{prefix}.{name}" if prefix else name] = value
+    return {i: names[n] for i, n in enumerate(buffer_names) if n in names}
+
+
+class StackInference:
+    """A fitted stack's network at arbitrary weights, for prediction.
+
+    Built by :meth:`ParticleStack.inference`: it copies the buffers to the
+    device and, for the evaluators that call a module, the module too, so
+    the stack itself is never moved, switched to eval mode or otherwise
+    changed, and concurrent predictions cannot disturb one another.
+
+    Parameters
+    ----------
+    stack : ParticleStack
+    device : torch.device
+    """
+
+    def __init__(self, stack: ParticleStack, device: torch.device) -> None:
+        self.device = device
+        self.unflatten = stack.unflatten
+        self.has_batch_norm = stack.has_batch_norm
+        self._refresh_values = stack._refresh_values
+        self._buffers = [b.detach().to(device) for b in stack.stacked_buffers()]
+        self._evaluator = stack._evaluator.copy_to(device)
+        self._template = stack._skeleton[0]
+        self._widest: int | None = None
+
+    def buffers_of(self, owners: torch.Tensor) -> list[torch.Tensor]:
+        """The buffers of the particles ``owners``, one row per weight vector."""
+        owners = torch.as_tensor(owners, device=self.device)
+        return [b[owners] for b in self._buffers]
+
+    def refreshed_buffers(
+        self,
+        theta: torch.Tensor,
+        owners: torch.Tensor,
+        rows: torch.Tensor,
+        batch_size: int | None,
+    ) -> list[torch.Tensor]:
+        """Buffers with normalisation statistics recomputed for each weight vector.
+
+        As SWAG's ``bn_update``: the statistics are reset, then each batch of
+        ``rows`` is passed through the network in training mode (without
+        dropout), and every ``BatchNorm`` layer keeps the cumulative average
+        of the batch means and variances. A last batch of one row joins the
+        batch before it.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (M, n_params)
+        owners : torch.Tensor of shape (M,)
+            Whose other buffers (those not recomputed) to use.
+        rows : torch.Tensor of shape (n_rows, n_features)
+            Training rows, on the device.
+        batch_size : int or None
+            Rows per batch; None passes ``rows`` in one batch.
+
+        Returns
+        -------
+        list of torch.Tensor
+            Every buffer, with a leading axis of length ``M``.
+        """
+        buffers = self.buffers_of(owners)
+        if not self.has_batch_norm:
+            return buffers
+        block = self._block(len(rows) if batch_size is None else batch_size)
+        block = max(1, _REFRESH_FLOATS * block // _BLOCK_FLOATS)
+        for i, value in self._refresh_values.items():
+            buffers[i] = torch.full_like(buffers[i], value)
+        batches = batch_bounds(len(rows), batch_size)
+        with torch.no_grad():
+            for start in range(0, len(theta), block):
+                params = self.unflatten(theta[start : start + block])
+                views = [b[start : start + block] for b in buffers]
+                for low, high in batches:
+                    self._evaluator(params, views, rows[low:high], mode="refresh")
+        return buffers
+
+    def __call__(
+        self, theta: torch.Tensor, X: torch.Tensor, buffers: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """The network in eval mode at every weight vector and row.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (M, n_params)
+        X : torch.Tensor of shape (N, n_features)
+        buffers : list of torch.Tensor
+            One row per weight vector (:meth:`buffers_of`,
+            :meth:`refreshed_buffers`).
+
+        Returns
+        -------
+        torch.Tensor of shape (M, N, n_outputs)
+        """
+        n_weights, n_rows = theta.shape[0], X.shape[0]
+        theta = theta.to(X.dtype)
+        block = self._block(n_rows, X) if X.device.type == "cpu" else n_weights
+        with torch.no_grad():
+            if block >= n_weights:
+                out = self._evaluator(self.unflatten(theta), buffers, X, mode="eval")
+                return _as_particle_output(out, n_rows)
+            # On a CPU, thousands of weight vectors at once stream every layer
+            # through main memory; blocks that fit a core's cache are faster.
+            pieces = [
+                _as_particle_output(
+                    self._evaluator(
+                        self.unflatten(theta[start : start + block]),
+                        [b[start : start + block] for b in buffers],
+                        X,
+                        mode="eval",
+                    ),
+                    n_rows,
+                )
+                for start in range(0, n_weights, block)
+            ]
+        return torch.cat(pieces)
+
+    def _block(self, n_rows: int, X: torch.Tensor | None = None) -> int:
+        """Weight vectors per block whose widest layer fits ``_BLOCK_FLOATS``."""
+        if self._widest is None:
+            if X is None:
+                return max(1, _BLOCK_FLOATS // max(1, n_rows))
+            self._widest = _widest_layer(self._template, X[:1].cpu())
+        return max(1, _BLOCK_FLOATS // max(1, n_rows * self._widest))
+
+
+def _widest_layer(module: nn.Module, row: torch.Tensor) -> int:
+    """Most floats any layer of ``module`` produces for one row (a guess)."""
+    widest = [row.numel()]
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            widest.append(output.numel())
+
+    try:
+        probe = copy.deepcopy(module).eval()
+        handles = [m.register_forward_hook(hook) for m in probe.modules()]
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                probe(row)
+        finally:
+            for handle in handles:
+                handle.remove()
+    except Exception:  # noqa: BLE001 - a guess is enough for a block size
+        widest += [p.shape[0] for p in module.parameters() if p.ndim]
+    return max(widest)
+
+
+def batch_bounds(n_rows: int, batch_size: int | None) -> list[tuple[int, int]]:
+    """Batches of ``batch_size`` rows in order; a last batch of one row is merged.
+
+    A batch of one row has no variance, which ``BatchNorm`` cannot normalise
+    by: it joins the batch before it.
+    """
+    size = n_rows if batch_size is None else max(1, int(batch_size))
+    bounds = [(low, min(n_rows, low + size)) for low in range(0, n_rows, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n_rows)]
+    return bounds
+
+
+def _agrees_with_modules(
+    stack: ParticleStack, modules: Sequence[nn.Module], probe: torch.Tensor
+) -> bool:
+    """Whether the stack's eval-mode outputs are those of the modules themselves."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        expected = torch.stack(
+            [
+                _as_particle_output(copy.deepcopy(m).eval()(probe)[None], len(probe))[0]
+                for m in modules
+            ]
+        )
+        got = stack.functional_forward(
+            stack.flat_weights(), probe, torch.arange(stack.n_particles)
+        )
+    return got.shape == expected.shape and torch.allclose(
+        got, expected, rtol=1e-4, atol=1e-5
+    )
 
 
 def _updates_buffers(module: nn.Module, probe: torch.Tensor) -> bool:
@@ -438,7 +627,12 @@ def _updates_buffers(module: nn.Module, probe: torch.Tensor) -> bool:
 
 
 def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleStack:
-    """Stack the copies, falling back to copy-by-copy evaluation where needed.
+    """Stack the copies, falling back to slower evaluation where needed.
+
+    The batched rewrite is checked against the modules themselves on the
+    probe rows; where it cannot be made or disagrees, :func:`torch.func.vmap`
+    is tried, and where that fails or would lose buffer updates, the copies
+    run one after another, with a warning.
 
     Parameters
     ----------
@@ -451,27 +645,39 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     -------
     ParticleStack
     """
-    stack = ParticleStack(modules)
-    if stack.mode == "mlp":
-        return stack
     # The probe may draw dropout masks: from a forked, not the caller's, state.
     cuda = [probe.device.index or 0] if probe.device.type == "cuda" else []
     try:
+        stack = ParticleStack(modules, mode="lowered")
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-            stack.train()(probe)
+            copy.deepcopy(stack).train()(probe)
+        if _agrees_with_modules(stack, modules, probe):
+            return stack
+        reason = "its batched rewrite disagrees with the network"
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot batch"
+        reason = f"{type(exc).__name__}: {exc}"
+    stack = ParticleStack(modules, mode="vmap")
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            copy.deepcopy(stack).train()(probe)
             if _updates_buffers(modules[0], probe):
                 # vmap runs such a module, but its buffer updates land in a
                 # copy and are lost; only copy-by-copy evaluation keeps them.
                 raise RuntimeError("it updates its buffers in training mode")
     except Exception as exc:  # noqa: BLE001 - any failure means "cannot batch"
-        warnings.warn(
-            f"{type(modules[0]).__name__} cannot be batched over particles with "
-            f"torch.func.vmap ({type(exc).__name__}: {exc}); its particles are "
-            "trained one after another, which is correct but slower.",
-            UserWarning,
-            stacklevel=3,
+        message = (
+            f"{type(modules[0]).__name__} cannot be batched over particles "
+            f"({reason}; torch.func.vmap: {type(exc).__name__}: {exc}); its "
+            "particles are trained one after another, which is correct but slower."
         )
         stack = ParticleStack(modules, mode="loop")
+    else:
+        message = (
+            f"{type(modules[0]).__name__} could not be rewritten into batched "
+            f"operations ({reason}); it is batched with torch.func.vmap "
+            "instead, which is correct but slower."
+        )
+    warnings.warn(message, UserWarning, stacklevel=3)
     return stack
 
 
@@ -569,6 +775,9 @@ class ParticleBatches:
         epoch.
     drop_last : bool, default=False
         Whether to skip a last, smaller batch.
+    merge_single_row : bool, default=False
+        Whether a last batch of one row joins the batch before it (for
+        ``BatchNorm``, which cannot normalise a single row).
     """
 
     def __init__(
@@ -578,6 +787,7 @@ class ParticleBatches:
         generators: Sequence[torch.Generator],
         shuffle: bool = True,
         drop_last: bool = False,
+        merge_single_row: bool = False,
     ) -> None:
         self.X = dataset.X
         self.y = dataset.y
@@ -585,13 +795,25 @@ class ParticleBatches:
         self.generators = generators
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.merge_single_row = merge_single_row
+
+    def _bounds(self) -> list[tuple[int, int]]:
+        n = len(self.X)
+        if self.merge_single_row:
+            bounds = batch_bounds(n, self.batch_size)
+        else:
+            bounds = [
+                (low, min(n, low + self.batch_size))
+                for low in range(0, n, self.batch_size)
+            ]
+        if self.drop_last and bounds[-1][1] - bounds[-1][0] < self.batch_size:
+            bounds = bounds[:-1]
+        return bounds
 
     def __len__(self) -> int:
-        n = len(self.X)
-        if self.batch_size >= n:
+        if self.batch_size >= len(self.X):
             return 1
-        full, rest = divmod(n, self.batch_size)
-        return full + (0 if self.drop_last or rest == 0 else 1)
+        return len(self._bounds())
 
     def __iter__(self):
         n = len(self.X)
@@ -606,8 +828,6 @@ class ParticleBatches:
             order = torch.arange(n, device=self.X.device).expand(
                 len(self.generators), n
             )
-        for start in range(0, n, self.batch_size):
-            idx = order[:, start : start + self.batch_size]
-            if self.drop_last and idx.shape[1] < self.batch_size:
-                return
+        for low, high in self._bounds():
+            idx = order[:, low:high]
             yield self.X[idx], self.y[idx]

@@ -7,11 +7,16 @@ import pytest
 import torch
 
 from sklearn_swag._particles import (
+    BN_ROWS_STREAM,
+    SPLIT_STREAM,
+    TrainingPlan,
     check_device,
+    derived_rng,
     group_devices,
     particle_seeds,
     partition,
     resolve_devices,
+    root_seed,
 )
 
 
@@ -25,13 +30,84 @@ def test_partition_covers_every_particle_once_in_order(n_models, n_jobs):
 
 
 def test_particle_seeds_are_per_particle_and_reproducible():
-    a = particle_seeds(np.random.RandomState(0), 6)
-    b = particle_seeds(np.random.RandomState(0), 6)
+    a = particle_seeds(0, 6)
+    b = particle_seeds(0, 6)
     assert a.shape == (6, 3)
     np.testing.assert_array_equal(a, b)
     assert len(np.unique(a)) == a.size
+    assert (a >= 0).all() and (a <= np.iinfo(np.int32).max).all()
     # the first particles' seeds do not depend on how many particles follow
-    np.testing.assert_array_equal(particle_seeds(np.random.RandomState(0), 2), a[:2])
+    np.testing.assert_array_equal(particle_seeds(0, 2), a[:2])
+    assert not np.array_equal(particle_seeds(1, 6), a)
+
+
+def test_root_seed():
+    assert root_seed(3) == 3
+    assert root_seed(np.random.RandomState(0)) == root_seed(np.random.RandomState(0))
+    state = np.random.get_state()[1].copy()
+    assert root_seed(None) != root_seed(None)  # fresh entropy, ...
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # ... not numpy's
+
+
+def test_derived_streams_are_independent():
+    a = derived_rng(0, SPLIT_STREAM).random(4)
+    np.testing.assert_array_equal(a, derived_rng(0, SPLIT_STREAM).random(4))
+    assert not np.allclose(a, derived_rng(0, BN_ROWS_STREAM).random(4))
+
+
+def _plan(**kwargs):
+    base = dict(
+        module=None, module_kwargs={}, n_features=3, n_outputs=1,
+        criterion=torch.nn.MSELoss, criterion_kwargs={}, optimizer=torch.optim.Adam,
+        optimizer_kwargs={}, iterator_kwargs={}, lr=0.01, batch_size=None,
+        pretrain_epochs=1, swag_epochs=1, rank=2,
+    )  # fmt: skip
+    return TrainingPlan(**{**base, **kwargs})
+
+
+def test_threads_follow_the_work_per_step():
+    plan = _plan(max_threads=4)
+    plan.flops_per_row = 1000.0  # a tiny network
+    assert plan.threads_for(16, 100) == 1
+    plan.flops_per_row = 1e7  # a wide one
+    assert plan.threads_for(16, 128) == 4
+    plan.batch_size = 1
+    assert plan.threads_for(16, 10_000) == 4  # 4.8e8 flops: capped at 4
+    plan.max_threads = None
+    assert plan.threads_for(16, 10_000) == 4
+    plan.flops_per_row = 0.0  # unknown: one thread
+    assert plan.threads_for(16, 128) == 1
+
+
+def test_check_measures_flops_per_row():
+    plan = _plan(module_kwargs={"hidden_layer_sizes": (16,)})
+    modules = [plan.build_module(s) for s in (1, 2)]
+    plan.check(modules, torch.zeros(8, 3))
+    # 3*16 + 16*1 multiply-adds, two flops each
+    assert plan.flops_per_row == 2 * (3 * 16 + 16 * 1)
+
+
+def test_a_tiny_network_trains_on_one_thread(regression_data, fast_params):
+    from sklearn_swag import MultiSWAGRegressor
+    from sklearn_swag._callbacks import SWAGCollector
+
+    seen = []
+    original = SWAGCollector.on_epoch_end
+
+    def record(self, net, **kwargs):
+        seen.append(torch.get_num_threads())
+        original(self, net, **kwargs)
+
+    X, y = regression_data
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with mock.patch.object(SWAGCollector, "on_epoch_end", record):
+            MultiSWAGRegressor(**fast_params).fit(X, y)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert set(seen) == {1}
 
 
 def test_check_device_cpu_and_errors():

@@ -1,6 +1,7 @@
 """MultiSWAGRegressor: behaviour a user relies on."""
 
 import pickle
+import warnings
 from unittest import mock
 
 import numpy as np
@@ -14,6 +15,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor, NormalMixture
+from sklearn_swag._particles import SPLIT_STREAM, derived_rng, root_seed
+from sklearn_swag._regressor import _validation_split
 from sklearn_swag._sklearn_compat import InvalidParameterError
 
 
@@ -95,10 +98,9 @@ def test_noise_is_the_held_out_likelihood_maximiser(regression_data, fast_params
     y = 10.0 * y + 3.0  # in target units, through the scaling
     reg = MultiSWAGRegressor(**fast_params, validation_fraction=0.25).fit(X, y)
     assert reg.n_train_samples_ == 48
-    # The same held-out rows as fit: drawn after the particle seeds.
-    rng = np.random.RandomState(fast_params["random_state"])
-    rng.randint(np.iinfo(np.int32).max, size=(fast_params["n_models"], 3))
-    held_out = np.sort(rng.permutation(64)[:16])
+    # The same held-out rows as fit: from the split's own stream.
+    rng = derived_rng(root_seed(fast_params["random_state"]), SPLIT_STREAM)
+    held_out = _validation_split(X, 0.25, rng)[1]
     dist = reg.predict_dist(X[held_out])
     residual, epistemic = y[held_out] - dist.mean(), dist.epistemic_var()
     grid = np.linspace(1e-4, 4.0, 40001) * np.mean(residual**2)
@@ -319,7 +321,7 @@ def test_user_module_class_with_routed_parameters(toy_1d):
         lr=0.03,
         random_state=0,
     ).fit(X, y)
-    assert reg.particles_.mode == "vmap"
+    assert reg.particles_.mode == "lowered"
     assert reg.n_params_ == 16 + 16 + 16 * 16 + 16 + 16 + 1
     assert reg.predict(X).shape == (40,)
 
@@ -338,13 +340,100 @@ def test_user_module_instance_is_reinitialised_per_particle(toy_1d, fast_params)
     assert torch.equal(before, after)
 
 
+class UnbatchableNet(BatchNormNet):
+    """BatchNorm behind control flow on a value: neither rewritten nor vmapped."""
+
+    def forward(self, x):
+        out = self.body(x)
+        return out if bool(out.abs().sum() < 1e9) else -out
+
+
 def test_unbatchable_module_falls_back_with_a_warning(regression_data, fast_params):
     X, y = regression_data
     params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
     with pytest.warns(UserWarning, match="one after another"):  # even from workers
-        reg = MultiSWAGRegressor(BatchNormNet, **params, n_jobs=2).fit(X, y)
+        reg = MultiSWAGRegressor(UnbatchableNet, **params, n_jobs=2).fit(X, y)
     assert reg.particles_.mode == "loop"
     assert reg.score(X, y) > 0.5
+    # Its BatchNorm statistics are refreshed for every draw all the same.
+    assert reg.bn_update_X_.shape == (reg.n_train_samples_, 3)
+
+
+def test_batch_norm_network_trains_batched(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reg = MultiSWAGRegressor(BatchNormNet, **params).fit(X, y)
+    assert reg.particles_.mode == "lowered"
+    assert reg.score(X, y) > 0.5
+
+
+def test_a_last_batch_of_one_row_trains_batch_norm(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params.update(batch_size=21, validation_fraction=0.0)  # 64 = 3 * 21 + 1
+    reg = MultiSWAGRegressor(BatchNormNet, **params).fit(X, y)
+    assert np.all(np.isfinite(reg.predict(X)))
+
+
+def test_batch_norm_needs_two_training_rows(fast_params):
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    with pytest.raises(ValueError, match="at least 2 training rows"):
+        MultiSWAGRegressor(BatchNormNet, **params, validation_fraction=0).fit(
+            np.ones((1, 3)), [1.0]
+        )
+
+
+def _refreshed_reference(reg, X, batch_size):
+    """SWA means with SWAG's bn_update over the stored rows, in their batches."""
+    rows = torch.as_tensor(reg.bn_update_X_)
+    outs = []
+    for mean in reg.swag_mean_:
+        net = BatchNormNet()
+        nn.utils.vector_to_parameters(
+            torch.as_tensor(mean, dtype=torch.float32), net.parameters()
+        )
+        norm = net.body[1]
+        norm.reset_running_stats()
+        norm.momentum = None
+        net.train()
+        with torch.no_grad():
+            for batch in torch.split(rows, batch_size):
+                net(batch)
+            outs.append(net.eval()(torch.as_tensor(X)).numpy()[:, 0])
+    return np.mean(outs, axis=0) * reg.y_scale_[0] + reg.y_mean_[0]
+
+
+def test_scale_zero_with_batch_norm_predicts_with_refreshed_statistics(
+    regression_data, fast_params
+):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params.update(scale=0.0, validation_fraction=0.0, bn_update_rows=None)
+    reg = MultiSWAGRegressor(BatchNormNet, **{**params, "batch_size": 16}).fit(X, y)
+    # every training row, in a shuffled order
+    assert sorted(map(bytes, reg.bn_update_X_)) == sorted(map(bytes, X))
+    expected = _refreshed_reference(reg, X, 16)
+    np.testing.assert_allclose(reg.predict(X), expected, rtol=1e-4, atol=1e-4)
+    # Without the refresh: the running statistics of training, which differ.
+    stale = clone(reg).set_params(bn_update_rows=0).fit(X, y)
+    assert stale.bn_update_X_ is None
+    assert np.abs(stale.predict(X) - expected).max() > 1e-3
+
+
+def test_networks_without_batch_norm_store_no_rows(regression_data, fast_params):
+    X, y = regression_data
+    assert MultiSWAGRegressor(**fast_params).fit(X, y).bn_update_X_ is None
+
+
+def test_bn_update_rows_bounds_the_stored_rows(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    reg = MultiSWAGRegressor(BatchNormNet, **params, bn_update_rows=10).fit(X, y)
+    assert reg.bn_update_X_.shape == (10, 3)
+    train_rows = {row.tobytes() for row in X.astype(np.float32)}
+    assert all(row.tobytes() in train_rows for row in reg.bn_update_X_)
 
 
 # -- parameters ------

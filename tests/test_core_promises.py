@@ -1,0 +1,287 @@
+"""Promises of the estimator core that grid search, threads and users rely on.
+
+Each test here states one promise of the user guide: particles that do not
+depend on how many there are, predictions that depend on the fitted state
+alone, the caller's random states left alone, Ctrl-C that stops a fit, thread-
+safe prediction, a held-out split that keeps copies of a row together, and
+optimizers that would couple the particles refused.
+"""
+
+import threading
+from unittest import mock
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sklearn_swag import MultiSWAGRegressor
+from sklearn_swag._callbacks import SWAGCollector
+from sklearn_swag._regressor import _validation_split
+
+
+class BatchNormNet(nn.Module):
+    def __init__(self, input_dim=3):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(input_dim, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class SeedNet(nn.Module):
+    """A user module as the seed notebook writes it: forward calls a Sequential."""
+
+    def __init__(self, input_dim=3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(input_dim, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(),
+            nn.Linear(16, 1),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+
+# -- particles do not depend on how many there are ---------------------------------
+@pytest.mark.parametrize("validation_fraction", [0.0, 0.25])
+def test_particle_i_is_the_same_in_a_larger_fit(
+    regression_data, fast_params, validation_fraction
+):
+    X, y = regression_data
+    params = {
+        **fast_params,
+        "validation_fraction": validation_fraction,
+        "optimizer__foreach": True,  # rounding the same for any group size
+    }
+    two = MultiSWAGRegressor(**{**params, "n_models": 2}).fit(X, y)
+    three = MultiSWAGRegressor(**{**params, "n_models": 3}).fit(X, y)
+    np.testing.assert_array_equal(two.particle_seeds_, three.particle_seeds_[:2])
+    assert two.n_train_samples_ == three.n_train_samples_
+    np.testing.assert_allclose(two.swag_mean_, three.swag_mean_[:2], atol=1e-6)
+    np.testing.assert_allclose(
+        two.sample_y(X, n_samples=2), three.sample_y(X, n_samples=2), atol=1e-4
+    )
+
+
+def test_held_out_rows_do_not_depend_on_n_models():
+    X = np.random.RandomState(0).randn(50, 2)
+    from sklearn_swag._particles import SPLIT_STREAM, derived_rng
+
+    first = _validation_split(X, 0.2, derived_rng(7, SPLIT_STREAM))
+    again = _validation_split(X, 0.2, derived_rng(7, SPLIT_STREAM))
+    other = _validation_split(X, 0.2, derived_rng(8, SPLIT_STREAM))
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[1], other[1])
+
+
+# -- prediction depends on the fitted state only -----------------------------------
+@pytest.mark.parametrize("module", [None, BatchNormNet])
+def test_set_params_after_fit_changes_no_prediction(regression_data, module):
+    X, y = regression_data
+    params = dict(
+        n_models=2, rank=3, pretrain_epochs=20, swag_epochs=5, n_samples=3,
+        batch_size=16, lr=0.01, random_state=0,
+    )  # fmt: skip
+    reg = MultiSWAGRegressor(module, **params).fit(X, y)
+    before = (*reg.predict(X, return_std=True), reg.sample_y(X, n_samples=3))
+    reg.set_params(
+        swag_epochs=0, scale=0.25, n_samples=7, n_models=5, rank=1,
+        noise="heteroscedastic", bn_update_rows=0, validation_fraction=0.5,
+        normalize_y=not reg._normalizes_y(), batch_size=3, random_state=11,
+    )  # fmt: skip
+    after = (*reg.predict(X, return_std=True), reg.sample_y(X, n_samples=3))
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- the caller's random states ------------------------------------------------------
+def test_fit_never_reseeds_the_callers_cuda_generators(regression_data, fast_params):
+    X, y = regression_data
+    with (
+        mock.patch("torch.cuda.manual_seed_all") as seed_all,
+        mock.patch("torch.cuda.manual_seed") as seed_one,
+    ):
+        MultiSWAGRegressor(**fast_params).fit(X, y)
+        params = {k: v for k, v in fast_params.items() if k[:8] != "module__"}
+        MultiSWAGRegressor(SeedNet, **params, module__input_dim=3).fit(X, y)
+    seed_all.assert_not_called()
+    seed_one.assert_not_called()
+
+
+def test_fit_without_random_state_leaves_numpy_alone(regression_data, fast_params):
+    X, y = regression_data
+    np.random.seed(5)
+    state = np.random.get_state()[1].copy()
+    MultiSWAGRegressor(**{**fast_params, "random_state": None}).fit(X, y)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+
+
+# -- Ctrl-C --------------------------------------------------------------------------
+@pytest.mark.parametrize("backend, n_jobs", [(None, 1), ("threading", 2)])
+def test_ctrl_c_stops_fit_and_keeps_the_earlier_model(
+    regression_data, fast_params, backend, n_jobs
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "n_jobs": n_jobs}).fit(X, y)
+    good = reg.predict(X)
+    mean = reg.swag_mean_.copy()
+    original = SWAGCollector.on_epoch_end
+
+    def interrupt(self, net, **kwargs):
+        if len(net.history) == 5:
+            raise KeyboardInterrupt
+        original(self, net, **kwargs)
+
+    with mock.patch.object(SWAGCollector, "on_epoch_end", interrupt):
+        with pytest.raises(KeyboardInterrupt):
+            if backend is None:
+                reg.fit(X, 2 * y)
+            else:
+                with joblib.parallel_backend(backend):
+                    reg.fit(X, 2 * y)
+    np.testing.assert_array_equal(reg.swag_mean_, mean)
+    np.testing.assert_array_equal(reg.predict(X), good)
+
+
+# -- thread-safe prediction ----------------------------------------------------------
+@pytest.mark.parametrize("module", [None, SeedNet, BatchNormNet])
+def test_prediction_is_thread_safe(regression_data, module):
+    X, y = regression_data
+    params = dict(
+        n_models=3, rank=3, pretrain_epochs=20, swag_epochs=5, n_samples=4,
+        batch_size=16, lr=0.01, random_state=0,
+    )  # fmt: skip
+    reg = MultiSWAGRegressor(module, **params).fit(X, y)
+    queries = [X[i::4] for i in range(4)]
+    expected = [reg.predict(q, return_std=True) for q in queries]
+    expected_draws = [reg.sample_y(q, n_samples=5) for q in queries]
+    errors, barrier = [], threading.Barrier(8)
+
+    def work(k):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                i = k % 4
+                if k % 2:
+                    got = reg.sample_y(queries[i], n_samples=5)
+                    np.testing.assert_allclose(got, expected_draws[i], rtol=1e-6)
+                else:
+                    got = reg.predict(queries[i], return_std=True)
+                    np.testing.assert_allclose(got, expected[i], rtol=1e-6)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_prediction_never_moves_or_switches_the_fitted_stack(
+    regression_data, fast_params
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(BatchNormNet, **{
+        k: v for k, v in fast_params.items() if not k.startswith("module__")
+    }).fit(X, y)  # fmt: skip
+    stack = reg.particles_
+    training = stack.training
+    buffers = [b.clone() for b in stack.stacked_buffers()]
+    with (
+        mock.patch.object(type(stack), "to", side_effect=AssertionError("moved")),
+        mock.patch.object(type(stack), "eval", side_effect=AssertionError("eval")),
+    ):
+        reg.predict(X, return_std=True)
+        reg.sample_y(X, n_samples=2)
+    assert stack.training == training
+    for old, new in zip(buffers, stack.stacked_buffers(), strict=True):
+        assert torch.equal(old, new)
+
+
+# -- copies of a row stay on one side of the held-out split ------------------------
+def test_copies_of_a_row_are_never_split():
+    rng = np.random.RandomState(0)
+    base = rng.randn(40, 3)
+    X = np.repeat(base, 8, axis=0)[rng.permutation(320)]
+    train, held = _validation_split(X, 0.1, np.random.default_rng(0))
+    assert len(held) >= 32 and len(train) + len(held) == 320
+    train_rows = {row.tobytes() for row in X[train]}
+    assert not any(row.tobytes() in train_rows for row in X[held])
+
+
+def test_a_single_distinct_row_cannot_be_held_out():
+    X = np.ones((10, 2))
+    with pytest.raises(ValueError, match="no row to train on"):
+        _validation_split(X, 0.1, np.random.default_rng(0))
+
+
+def test_noise_on_repeated_rows_is_not_underestimated():
+    """Eight copies of every row: the held-out noise still finds the true one."""
+    rng = np.random.RandomState(0)
+    base = rng.uniform(-1, 1, size=(60, 2))
+    X = np.repeat(base, 8, axis=0)
+    y = np.sin(3 * X[:, 0]) + X[:, 1] + 0.3 * rng.standard_normal(len(X))
+    reg = MultiSWAGRegressor(
+        n_models=2, pretrain_epochs=60, swag_epochs=10, rank=4, n_samples=4,
+        lr=0.01, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    # On held-out copies the networks would look almost noiseless.
+    assert reg.noise_variance_[0] > 0.5 * 0.3**2
+
+
+# -- optimizers that couple the particles --------------------------------------------
+class _GlobalNormSGD(torch.optim.Optimizer):
+    """SGD on gradients divided by their tensor's norm: couples the stack."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        loss = None if closure is None else closure()  # skorch passes one
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    g = p.grad
+                    p.data.add_(g / (g.norm() + 1e-12), alpha=-group["lr"])
+        return loss
+
+
+class _PlainSGD(torch.optim.Optimizer):
+    """A user's own elementwise optimizer."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        loss = None if closure is None else closure()  # skorch passes one
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(p.grad, alpha=-group["lr"])
+        return loss
+
+
+@pytest.mark.parametrize(
+    "optimizer", [torch.optim.LBFGS, torch.optim.Adafactor, _GlobalNormSGD]
+)
+def test_an_optimizer_that_couples_particles_is_refused(
+    regression_data, fast_params, optimizer
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "optimizer": optimizer})
+    with mock.patch("sklearn_swag._regressor.fit_group") as fit_group:
+        with pytest.raises(ValueError, match="optimizer="):
+            reg.fit(X, y)
+    fit_group.assert_not_called()
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.RMSprop, _PlainSGD])
+def test_elementwise_optimizers_are_accepted(regression_data, fast_params, optimizer):
+    X, y = regression_data
+    MultiSWAGRegressor(**{**fast_params, "optimizer": optimizer, "lr": 0.01}).fit(X, y)
