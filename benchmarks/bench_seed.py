@@ -1,24 +1,50 @@
-"""Fit time of the seed workload, as a ratio to a plain PyTorch loop.
+"""Fit time of the seed workload, as a ratio to plain PyTorch loops.
 
 The seed workload: the 100 points of ``make_toy_regression(random_state=0)``, a
 1-16-16-1 ELU network, full batch, Adam at lr 0.03, 2000 + 1000 epochs, rank 20.
-For each particle count the table gives
+The network comes two ways (``--modules``):
+
+- ``builtin``: the package's network, ``module__hidden_layer_sizes=(16, 16),
+  module__activation="elu"``;
+- ``user``: ``module=SeedNet``, the class of ``seed_workload.py`` written as the
+  seed notebook writes it (``self.net = nn.Sequential(...)``, ``forward``
+  returning ``self.net(x)``).
+
+Both train with ``normalize_y=False``, on the raw targets as the plain loops do
+(with ``normalize_y="auto"`` the built-in network would standardise them and
+the user module would not). Each is fitted at every ``--n-jobs`` value
+(``none`` is the estimator's default, ``n_jobs=None``). Two baselines are
+measured right before every row, so that drift of a noisy machine shows up
+from row to row; each is the min of 2 runs at torch's thread count and 2 at one
+thread (``thr``: the thread count that gave the moment-keeping baseline):
+
+- ``plain s``: one plain single-network PyTorch loop of the same 3000 epochs;
+- ``base s``: the same loop that also keeps the SWAG moments at the end of each
+  of the last 1000 epochs, as the package does (a float64 running mean and mean
+  of squares of the flat weights, a ring buffer of the last 20 deviations).
+
+Columns:
 
 - ``fit s``: the seconds ``MultiSWAGRegressor.fit`` takes;
-- ``plain s``: the baseline, one plain single-network PyTorch loop of the same
-  3000 epochs, measured twice right before the row (the min is kept), so that
-  drift of a noisy machine shows up from row to row; it is measured at torch's
-  thread count and at one thread (``thr``), and the faster is kept;
-- ``x plain``: fit seconds / baseline;
-- ``x P plain``: fit seconds / (P * baseline), the cost relative to training the
-  same P particles one after another with the plain loop (below 1 is faster);
+- ``x plain``, ``x base``: fit seconds / each baseline;
+- ``x P base``: fit seconds / (P * base s), the cost relative to training the
+  same P particles one after another with the moment-keeping loop;
+- ``user/bi``: on a ``user`` row, its ``x base`` over the ``x base`` of the
+  built-in row with the same particles and ``n_jobs`` (a ratio of ratios, so
+  that the drift of the machine between the two rows cancels);
 - ``MSE``: training mean squared error of the predictive mean.
+
+Targets, checked at the end: with the default ``n_jobs``, the user module
+within 10% of the built-in network (``user/bi <= 1.10``); 16 particles at most
+2.0x and 64 particles at most 3.0x the moment-keeping baseline. They are for the
+full workload; a run with ``--epochs-scale`` below 1 only tries the script.
 
 Run from the repository root::
 
-    python benchmarks/bench_seed.py                        # 1 16 64 256, n_jobs=2
-    python benchmarks/bench_seed.py 1 16 --n-jobs 1        # any counts
-    python benchmarks/bench_seed.py --epochs-scale 0.1     # a quick trial run
+    python benchmarks/bench_seed.py                         # 1 16 64, n_jobs None and 2
+    python benchmarks/bench_seed.py 1 16 64 256             # 256 particles as well
+    python benchmarks/bench_seed.py 16 --n-jobs none --modules user
+    python benchmarks/bench_seed.py 1 16 --epochs-scale 0.02   # a quick trial run
 """
 
 import argparse
@@ -26,37 +52,102 @@ import time
 
 import numpy as np
 import torch
-from seed_workload import PRETRAIN, SWAG, make_regressor, plain_loop
+from seed_workload import (
+    MODULES,
+    PRETRAIN,
+    SWAG,
+    make_regressor,
+    plain_loop,
+    plain_swag_loop,
+)
 
 from sklearn_swag import make_toy_regression
 
+#: Particle count -> the most ``x base`` allowed (full workload, default n_jobs).
+BASE_TARGETS = {16: 2.0, 64: 3.0}
+#: The most ``user/bi`` allowed (default n_jobs).
+USER_TARGET = 1.10
 
-def baseline(X, y, epochs):
-    """The plain loop measured twice; the faster run is the baseline.
 
-    It is measured at torch's thread count and at one thread, twice each: a
-    321-weight network gains nothing from threads and, on a busy machine, often
-    runs faster on one. Returns the fastest seconds and the thread count that
-    gave them.
+def baselines(X, y, pretrain, swag):
+    """Both plain loops, min of 2 runs at torch's thread count and at one thread.
+
+    A 321-weight network gains nothing from threads and, on a busy machine,
+    often runs faster on one. Returns ``(plain seconds, base seconds, threads)``
+    with ``threads`` the count that gave the moment-keeping baseline.
     """
     threads = torch.get_num_threads()
-    runs = []
+    plain, base = [], []
     try:
         for n in sorted({threads, 1}, reverse=True):
             torch.set_num_threads(n)
-            runs += [(plain_loop(X, y, epochs), n) for _ in range(2)]
+            for _ in range(2):
+                plain.append(plain_loop(X, y, pretrain + swag))
+                base.append((plain_swag_loop(X, y, pretrain, swag), n))
     finally:
         torch.set_num_threads(threads)
-    return min(runs)
+    base_s, base_threads = min(base)
+    return min(plain), base_s, base_threads
 
 
-def fit_seconds(X, y, n_models, pretrain, swag, n_jobs):
-    reg = make_regressor(n_models, pretrain, swag, n_jobs=n_jobs)
+def fit_seconds(X, y, n_models, pretrain, swag, n_jobs, module):
+    reg = make_regressor(
+        n_models, pretrain, swag, n_jobs=n_jobs, module=module, normalize_y=False
+    )
     start = time.perf_counter()
     reg.fit(X, y)
     seconds = time.perf_counter() - start
     mse = float(np.mean((reg.predict(X) - y) ** 2))
     return seconds, mse
+
+
+def n_jobs_value(text):
+    return None if text.lower() == "none" else int(text)
+
+
+def module_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = set(names) - set(MODULES)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"--modules takes a comma-separated subset of {','.join(MODULES)}"
+        )
+    return names
+
+
+def check_targets(rows, epochs_scale):
+    """Print which targets hold, on the rows at the default ``n_jobs``."""
+    default = [r for r in rows if r["n_jobs"] is None]
+    print()
+    print("targets (default n_jobs):")
+    if epochs_scale != 1.0:
+        print(
+            f"  (--epochs-scale {epochs_scale:g}: the targets are for the full "
+            "workload; this run only tries the script)"
+        )
+    checks = []
+    for r in default:
+        if r["module"] == "user" and r["user_ratio"] is not None:
+            checks.append(
+                (
+                    f"{r['n_models']} particles: user module within 10% of built-in",
+                    f"user/bi {r['user_ratio']:.2f} (target <= {USER_TARGET:.2f})",
+                    r["user_ratio"] <= USER_TARGET,
+                )
+            )
+        limit = BASE_TARGETS.get(r["n_models"])
+        if limit is not None:
+            checks.append(
+                (
+                    f"{r['n_models']} particles, {r['module']}: against base",
+                    f"x base {r['x_base']:.2f} (target <= {limit:.1f})",
+                    r["x_base"] <= limit,
+                )
+            )
+    if not checks:
+        print("  none of the rows run has a target (use --n-jobs none)")
+    for what, value, ok in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {what}: {value}")
 
 
 def main(argv=None):
@@ -65,11 +156,21 @@ def main(argv=None):
         "counts",
         nargs="*",
         type=int,
-        default=[1, 16, 64, 256],
-        help="particle counts (default: 1 16 64 256)",
+        default=[1, 16, 64],
+        help="particle counts (default: 1 16 64; 256 is optional)",
     )
     parser.add_argument(
-        "--n-jobs", type=int, default=2, help="n_jobs of the estimator (default: 2)"
+        "--n-jobs",
+        nargs="+",
+        type=n_jobs_value,
+        default=[None, 2],
+        help="n_jobs values of the estimator, 'none' for its default (default: none 2)",
+    )
+    parser.add_argument(
+        "--modules",
+        type=module_list,
+        default=list(MODULES),
+        help="comma-separated networks: builtin, user (default: builtin,user)",
     )
     parser.add_argument(
         "--epochs-scale",
@@ -80,37 +181,70 @@ def main(argv=None):
     args = parser.parse_args(argv)
     pretrain = max(1, round(PRETRAIN * args.epochs_scale))
     swag = max(1, round(SWAG * args.epochs_scale))
-    epochs = pretrain + swag
 
     X, y = make_toy_regression(random_state=0)
     plain_loop(X, y, 200)  # warm up torch
-    fit_seconds(X, y, 2, 20, 10, args.n_jobs)  # warm up skorch and the joblib pool
+    plain_swag_loop(X, y, 100, 100)
+    for n_jobs in args.n_jobs:  # warm up skorch, vmap and the joblib pool
+        for module in args.modules:
+            fit_seconds(X, y, 2, 20, 10, n_jobs, module)
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"n_jobs={args.n_jobs}, {pretrain} + {swag} epochs, full batch, rank 20"
+        f"{pretrain} + {swag} epochs, full batch, rank 20, normalize_y=False"
     )
     print(
-        "baseline: one plain PyTorch network, same epochs, min of 2 runs at "
-        "each thread count, re-measured before every row"
+        "baselines: one plain PyTorch network (plain) and the same keeping the "
+        "SWAG moments (base), min of 2 runs at each thread count, re-measured "
+        "before every row"
     )
     header = (
-        f"{'particles':>9} {'fit s':>8} {'plain s':>8} {'thr':>3} {'x plain':>8} "
-        f"{'x P plain':>10} {'MSE':>9}"
+        f"{'particles':>9} {'module':>7} {'n_jobs':>6} {'fit s':>8} "
+        f"{'plain s':>8} {'base s':>8} {'thr':>3} {'x plain':>8} {'x base':>7} "
+        f"{'x P base':>9} {'user/bi':>7} {'MSE':>9}"
     )
     print(header)
     print("-" * len(header))
+    rows = []
     for n_models in args.counts:
-        base, threads = baseline(X, y, epochs)
-        seconds, mse = fit_seconds(X, y, n_models, pretrain, swag, args.n_jobs)
-        print(
-            f"{n_models:>9} {seconds:>8.2f} {base:>8.2f} {threads:>3} "
-            f"{seconds / base:>8.2f} "
-            f"{seconds / (n_models * base):>10.3f} {mse:>9.5f}",
-            flush=True,
-        )
-    base, threads = baseline(X, y, epochs)
-    print(f"{'end':>9} {'':>8} {base:>8.2f} {threads:>3}  (baseline re-measured)")
+        for n_jobs in args.n_jobs:
+            builtin_x_base = None
+            for module in args.modules:
+                plain, base, threads = baselines(X, y, pretrain, swag)
+                seconds, mse = fit_seconds(
+                    X, y, n_models, pretrain, swag, n_jobs, module
+                )
+                x_base = seconds / base
+                if module == "builtin":
+                    builtin_x_base = x_base
+                user_ratio = (
+                    x_base / builtin_x_base
+                    if module == "user" and builtin_x_base is not None
+                    else None
+                )
+                rows.append(
+                    dict(
+                        n_models=n_models,
+                        module=module,
+                        n_jobs=n_jobs,
+                        x_base=x_base,
+                        user_ratio=user_ratio,
+                    )
+                )
+                ratio = "" if user_ratio is None else f"{user_ratio:.2f}"
+                print(
+                    f"{n_models:>9} {module:>7} {str(n_jobs):>6} {seconds:>8.3f} "
+                    f"{plain:>8.3f} {base:>8.3f} {threads:>3} "
+                    f"{seconds / plain:>8.2f} {x_base:>7.2f} "
+                    f"{x_base / n_models:>9.3f} {ratio:>7} {mse:>9.5f}",
+                    flush=True,
+                )
+    plain, base, threads = baselines(X, y, pretrain, swag)
+    print(
+        f"{'end':>9} {'':>7} {'':>6} {'':>8} {plain:>8.3f} {base:>8.3f} "
+        f"{threads:>3}  (baselines re-measured)"
+    )
+    check_targets(rows, args.epochs_scale)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
-"""The seed workload shared by the benchmarks: its baseline loop and estimator.
+"""The seed workload shared by the benchmarks: its baselines, network and estimator.
 
 100 toy points, a 1-16-16-1 ELU network, full batch, Adam at lr 0.03,
 2000 + 1000 epochs, rank 20.
+
+- :func:`plain_loop`: one network, a hand-written training loop, nothing else;
+- :func:`plain_swag_loop`: the same loop that also keeps the SWAG moments at the
+  end of each SWAG epoch, as the package does (the fairer baseline);
+- :class:`SeedNet`: the network as the seed notebook writes it, a user module;
+- :func:`make_regressor`: the seed's estimator, with the built-in network or
+  :class:`SeedNet`.
 """
 
 import time
@@ -12,6 +19,21 @@ from torch import nn
 from sklearn_swag import MultiSWAGRegressor
 
 PRETRAIN, SWAG = 2000, 1000
+RANK = 20
+MODULES = ("builtin", "user")
+
+
+class SeedNet(nn.Module):
+    """The seed network as a user writes it: 1-16-16-1 with ELU activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
+        )
+
+    def forward(self, x):
+        return self.net(x)
 
 
 def synchronize(device):
@@ -19,20 +41,25 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def plain_loop(X, y, epochs, device="cpu", seed=0):
-    """One network, hand-written full-batch training loop on ``device``.
-
-    Returns the seconds the training loop takes (the set-up is not timed).
-    """
+def _seed_net_and_data(X, y, device, seed):
     with torch.random.fork_rng(devices=[]):  # leave the caller's seed alone
         torch.manual_seed(seed)
         net = nn.Sequential(
             nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
         )
     net = net.to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=0.03)
     X_t = torch.as_tensor(X, dtype=torch.float32, device=device)
     y_t = torch.as_tensor(y, dtype=torch.float32, device=device).reshape(-1, 1)
+    return net, X_t, y_t
+
+
+def plain_loop(X, y, epochs, device="cpu", seed=0):
+    """One network, hand-written full-batch training loop on ``device``.
+
+    Returns the seconds the training loop takes (the set-up is not timed).
+    """
+    net, X_t, y_t = _seed_net_and_data(X, y, device, seed)
+    opt = torch.optim.Adam(net.parameters(), lr=0.03)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(epochs):
@@ -44,17 +71,76 @@ def plain_loop(X, y, epochs, device="cpu", seed=0):
     return time.perf_counter() - start
 
 
-def make_regressor(n_models, pretrain=PRETRAIN, swag=SWAG, device="cpu", n_jobs=1):
-    """The seed's MultiSWAG estimator with ``n_models`` particles."""
+def plain_swag_loop(X, y, pretrain, swag, rank=RANK, device="cpu", seed=0):
+    """The plain loop that also keeps the SWAG moments, as the package does.
+
+    ``pretrain`` epochs of plain training, then ``swag`` epochs at the end of
+    each of which the flat weight vector ``theta`` updates a running float64
+    mean and mean of squares, and ``theta - mean`` (the mean after the update)
+    is written, as float32, into a ring buffer of the last ``rank`` rows.
+
+    Returns the seconds the training loop takes (the set-up is not timed).
+    """
+    net, X_t, y_t = _seed_net_and_data(X, y, device, seed)
+    opt = torch.optim.Adam(net.parameters(), lr=0.03)
+    params = list(net.parameters())
+    n_params = sum(p.numel() for p in params)
+    mean = torch.zeros(n_params, dtype=torch.float64, device=device)
+    sq_mean = torch.zeros_like(mean)
+    ring = torch.zeros(max(rank, 1), n_params, dtype=torch.float32, device=device)
+    synchronize(device)
+    start = time.perf_counter()
+    for epoch in range(pretrain + swag):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(net(X_t), y_t)
+        loss.backward()
+        opt.step()
+        n = epoch - pretrain + 1  # snapshots after this one is added
+        if n >= 1:
+            with torch.no_grad():
+                theta = nn.utils.parameters_to_vector(params).to(torch.float64)
+                mean += (theta - mean) / n
+                sq_mean += (theta * theta - sq_mean) / n
+                if rank > 0:
+                    ring[(n - 1) % rank] = theta - mean
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def make_regressor(
+    n_models,
+    pretrain=PRETRAIN,
+    swag=SWAG,
+    device="cpu",
+    n_jobs=1,
+    *,
+    module="builtin",
+    normalize_y="auto",
+):
+    """The seed's MultiSWAG estimator with ``n_models`` particles.
+
+    ``module="builtin"`` is the package's network
+    (``module__hidden_layer_sizes=(16, 16), module__activation="elu"``),
+    ``module="user"`` is :class:`SeedNet`, passed as a class. Note that
+    ``normalize_y="auto"`` standardises the targets for the built-in network
+    only: pass ``normalize_y=False`` to train both on the raw targets, as the
+    plain loops do.
+    """
+    if module == "builtin":
+        network = dict(module__hidden_layer_sizes=(16, 16), module__activation="elu")
+    elif module == "user":
+        network = dict(module=SeedNet)
+    else:
+        raise ValueError(f"module must be one of {MODULES}; got {module!r}.")
     return MultiSWAGRegressor(
-        module__hidden_layer_sizes=(16, 16),
-        module__activation="elu",
+        **network,
         n_models=n_models,
-        rank=20,
+        rank=RANK,
         pretrain_epochs=pretrain,
         swag_epochs=swag,
         lr=0.03,
         batch_size=None,
+        normalize_y=normalize_y,
         validation_fraction=0,  # all 100 rows, as the plain loop trains on
         n_jobs=n_jobs,
         device=device,

@@ -3,11 +3,14 @@
 skorch runs the training loop; these callbacks watch it. :class:`SWAGCollector`
 adds one snapshot of every particle's weights to the SWAG moments at the end of
 each SWAG epoch, :class:`DivergenceCheck` stops a run whose loss is no longer
-finite, and :class:`EpochProgress` draws a progress bar.
+finite, :class:`ThreadTuner` times the training steps to choose the number of
+torch threads, and :class:`EpochProgress` draws a progress bar.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Sequence
 
 import torch
@@ -83,6 +86,118 @@ class DivergenceCheck(Callback):
                 f"infinite by epoch {len(net.history)}. Lower `lr`, scale the "
                 "inputs and targets, or choose another optimizer."
             )
+
+
+class ThreadTuner(Callback):
+    """Choose between one torch thread and ``threads`` by timing training steps.
+
+    A group whose steps could use more than one thread starts on one. After
+    a few warm-up steps it times ``trial_steps`` steps on one thread and as
+    many on ``threads``, and keeps the faster (more threads must save at least
+    10%). On a machine where other processes hold cores, intra-op threads
+    wait for each other, and a step can take a hundred times longer: a trial
+    step that slow ends the trial at once, and two such steps in a row while
+    running on ``threads`` go back to one thread. After a trial that did not
+    pay, the next one comes ``retry_after`` steps later, then twice as late,
+    and so on, so that a busy machine costs a few slow steps per fit at most.
+
+    Parameters
+    ----------
+    threads : int
+        The number of threads to try, at least 2.
+    trial_steps : int, default=5
+        Steps timed per setting in a trial.
+    warmup_steps : int, default=3
+        Steps before the first timing.
+    retry_after : int, default=500
+        Steps between a trial that did not pay and the next one; doubles
+        every time.
+    collapse : float, default=5.0
+        A step this many times slower than expected counts as a collapse.
+
+    Attributes
+    ----------
+    threads_ : int
+        The number of threads in use.
+    trials_ : list of tuple
+        ``(step, seconds per step on one thread, on threads or None)`` of
+        every trial, for inspection.
+    """
+
+    def __init__(
+        self,
+        threads: int,
+        trial_steps: int = 5,
+        warmup_steps: int = 3,
+        retry_after: int = 500,
+        collapse: float = 5.0,
+    ) -> None:
+        self.threads = threads
+        self.trial_steps = trial_steps
+        self.warmup_steps = warmup_steps
+        self.retry_after = retry_after
+        self.collapse = collapse
+
+    def initialize(self):
+        self.threads_ = 1
+        self.trials_ = []
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self._use(1)
+        self._step = 0
+        self._phase = "single"
+        self._recent: list[float] = []
+        self._next_trial = self.warmup_steps + self.trial_steps
+        self._retry = self.retry_after
+        self._first_trial = True
+
+    def _use(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.threads_ = threads
+
+    def _back_to_one(self, multi: float | None) -> None:
+        self.trials_.append((self._step, self._single, multi))
+        self._use(1)
+        self._phase = "single"
+        self._recent = []
+        self._next_trial = self._step + self._retry
+        self._retry *= 2
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        seconds = time.perf_counter() - self._start
+        self._step += 1
+        if self._phase == "single":
+            if self._step > self.warmup_steps:
+                self._recent = [*self._recent[-self.trial_steps + 1 :], seconds]
+            if self._step >= self._next_trial and len(self._recent):
+                self._single = statistics.median(self._recent)
+                self._timed: list[float] = []
+                self._phase = "trial"
+                self._use(self.threads)
+        elif self._phase == "trial":
+            first = self._first_trial and not self._timed
+            self._timed.append(seconds)
+            if seconds > self.collapse * self._single and not first:
+                self._first_trial = False
+                self._back_to_one(seconds)
+            elif len(self._timed) > self.trial_steps:  # the first is not timed
+                self._first_trial = False
+                multi = statistics.median(self._timed[1:])
+                if multi < 0.9 * self._single:
+                    self.trials_.append((self._step, self._single, multi))
+                    self._multi, self._strikes = multi, 0
+                    self._phase = "multi"
+                else:
+                    self._back_to_one(multi)
+        else:  # running on several threads: watch for a collapse
+            slow = seconds > self.collapse * self._multi
+            self._strikes = self._strikes + 1 if slow else 0
+            if self._strikes >= 2:
+                self._back_to_one(None)
 
 
 class EpochProgress(Callback):

@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from torch import nn
 
-from ._callbacks import DivergenceCheck, EpochProgress, SWAGCollector
+from ._callbacks import DivergenceCheck, EpochProgress, SWAGCollector, ThreadTuner
 from ._mlp import MLP
 from ._stacking import ParticleBatches, ParticleLoss, ParticleStack, build_stack
 
@@ -245,9 +245,11 @@ class TrainingPlan:
         A step of a small network is over in microseconds; intra-op threads
         then only wait on each other, and on a machine where other processes
         hold cores they wait far longer (a tiny network's fit can take 30x
-        longer on two threads than on one). So a group gets one thread per
-        ``FLOPS_PER_THREAD`` floating-point operations of a training step,
-        at least one and at most ``max_threads``.
+        longer on two threads than on one). So a group may use one thread
+        per ``FLOPS_PER_THREAD`` floating-point operations of a training
+        step, at least one and at most ``max_threads``; where that is more
+        than one, :class:`~sklearn_swag._callbacks.ThreadTuner` times the
+        steps to choose between it and one thread.
         """
         rows = n_rows if self.batch_size is None else min(self.batch_size, n_rows)
         work = 3.0 * self.flops_per_row * rows * n_particles  # forward + backward
@@ -257,10 +259,11 @@ class TrainingPlan:
         return max(1, min(self.max_threads, wanted))
 
 
-#: Floating-point operations of a training step worth one more torch thread.
-#: Measured on a 2-core CPU: below about 1e8 per step, a second thread saves
-#: nothing on a quiet machine and costs up to 300x on a busy one.
-FLOPS_PER_THREAD = 1e8
+#: Floating-point operations of a training step worth trying one more torch
+#: thread for. Measured on a 2-core CPU: a second thread starts to pay on a
+#: quiet machine from about 1e7 per step; on a busy one it can cost 300x at
+#: any size, which the timing of :class:`ThreadTuner` catches.
+FLOPS_PER_THREAD = 5e6
 
 
 def _flops_per_row(module: nn.Module, probe: torch.Tensor) -> float:
@@ -391,13 +394,9 @@ def _dropout_seed(data_seed) -> int:
 
 
 @contextmanager
-def _thread_limit(max_threads: int | None):
-    """Cap torch's intra-op threads for the duration of a block."""
+def _threads_restored():
+    """Restore torch's intra-op thread count after a block."""
     previous = torch.get_num_threads()
-    if max_threads is None or previous <= max_threads:
-        yield
-        return
-    torch.set_num_threads(max_threads)
     try:
         yield
     finally:
@@ -503,6 +502,11 @@ def fit_group(
     if plan.verbose:
         first, last = int(particle_ids[0]), int(particle_ids[-1])
         callbacks.append(("progress", EpochProgress(f"particles {first}-{last}")))
+    # Never more threads than this process allows (OMP_NUM_THREADS, a loky
+    # worker's share, the user's torch.set_num_threads).
+    threads = min(plan.threads_for(len(seeds), len(X)), torch.get_num_threads())
+    if device.type == "cpu" and threads > 1:
+        callbacks.append(("threads", ThreadTuner(threads)))
     net = _GroupNet(
         module=stack,
         criterion=criterion,
@@ -529,8 +533,9 @@ def fit_group(
         for s in seeds[:, DATA_SEED]
     ]
     cuda = [device.index or 0] if device.type == "cuda" else []
-    threads = plan.threads_for(len(seeds), len(X))
-    with torch.random.fork_rng(devices=cuda), _thread_limit(threads):
+    with torch.random.fork_rng(devices=cuda), _threads_restored():
+        if device.type == "cpu":
+            torch.set_num_threads(1)  # ThreadTuner tries more where it may pay
         # Own states for what draws from the global generators (a user
         # module's dropout): seeded here, restored afterwards, and no other
         # device touched.

@@ -335,6 +335,11 @@ class ParticleStack(nn.Module):
         ]
 
     # -- evaluation ------------------------------------------------------------------
+    def train(self, mode: bool = True) -> ParticleStack:
+        if self.training == mode:
+            return self  # skorch asks at every step; walking the tree costs
+        return super().train(mode)
+
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Evaluate every copy at its current weights, in the stack's mode.
 

@@ -66,17 +66,86 @@ def _plan(**kwargs):
 
 
 def test_threads_follow_the_work_per_step():
+    from sklearn_swag._particles import FLOPS_PER_THREAD
+
     plan = _plan(max_threads=4)
-    plan.flops_per_row = 1000.0  # a tiny network
+    plan.flops_per_row = 100.0  # a tiny network: 4.8e5 flops per step
     assert plan.threads_for(16, 100) == 1
-    plan.flops_per_row = 1e7  # a wide one
-    assert plan.threads_for(16, 128) == 4
+    plan.flops_per_row = FLOPS_PER_THREAD / 100  # 3 * 128 * 16 / 100 = 61 threads
+    assert plan.threads_for(16, 128) == 4  # capped
     plan.batch_size = 1
-    assert plan.threads_for(16, 10_000) == 4  # 4.8e8 flops: capped at 4
+    assert plan.threads_for(16, 10_000) == 1  # 0.48 * FLOPS_PER_THREAD
     plan.max_threads = None
-    assert plan.threads_for(16, 10_000) == 4
+    plan.batch_size = None
+    assert plan.threads_for(16, 128) == 61
     plan.flops_per_row = 0.0  # unknown: one thread
     assert plan.threads_for(16, 128) == 1
+
+
+class _Clock:
+    """Stands in for time.perf_counter: each step lasts what the test says."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _run_steps(tuner, clock, seconds_for):
+    """Drive ``tuner`` through steps; ``seconds_for(threads)`` is a step's cost."""
+    tuner.on_batch_begin(None)
+    clock.now += seconds_for(tuner.threads_)
+    tuner.on_batch_end(None)
+
+
+@pytest.fixture
+def tuner_clock(monkeypatch):
+    from sklearn_swag._callbacks import ThreadTuner
+
+    clock = _Clock()
+    monkeypatch.setattr("sklearn_swag._callbacks.time.perf_counter", clock)
+    before = torch.get_num_threads()
+    tuner = ThreadTuner(2, trial_steps=3, warmup_steps=2, retry_after=10)
+    tuner.initialize()
+    tuner.on_train_begin(None)
+    yield tuner, clock
+    torch.set_num_threads(before)
+
+
+def test_thread_tuner_keeps_more_threads_where_they_pay(tuner_clock):
+    tuner, clock = tuner_clock
+    assert tuner.threads_ == 1 and torch.get_num_threads() == 1
+    for _ in range(20):
+        _run_steps(tuner, clock, lambda threads: 1.0 / threads)
+    assert tuner.threads_ == 2 and torch.get_num_threads() == 2
+    assert tuner.trials_ == [(9, 1.0, 0.5)]
+
+
+def test_thread_tuner_leaves_a_collapse_at_once_and_retries_later(tuner_clock):
+    tuner, clock = tuner_clock
+    threads_seen = []
+    for _ in range(30):
+        _run_steps(tuner, clock, lambda threads: 1.0 if threads == 1 else 100.0)
+        threads_seen.append(tuner.threads_)
+    # Trial at step 5: its first step (thread start-up) is not judged, the
+    # second collapses; the retries come 10, then 20 steps later.
+    assert [step for step, *_ in tuner.trials_] == [7, 18]
+    assert threads_seen.count(2) == 3  # three slow steps in 30
+    assert tuner.threads_ == 1
+
+
+def test_thread_tuner_goes_back_to_one_thread_when_the_machine_gets_busy(tuner_clock):
+    tuner, clock = tuner_clock
+    for _ in range(12):
+        _run_steps(tuner, clock, lambda threads: 1.0 / threads)
+    assert tuner.threads_ == 2
+    _run_steps(tuner, clock, lambda threads: 50.0)  # one slow step: kept
+    assert tuner.threads_ == 2
+    _run_steps(tuner, clock, lambda threads: 1.0 / threads)
+    _run_steps(tuner, clock, lambda threads: 50.0)
+    _run_steps(tuner, clock, lambda threads: 50.0)  # two in a row: back to one
+    assert tuner.threads_ == 1 and torch.get_num_threads() == 1
 
 
 def test_check_measures_flops_per_row():
@@ -150,15 +219,17 @@ def test_devices_resolve_and_go_round_robin():
         resolve_devices([])
 
 
-def test_thread_limit_caps_and_restores():
-    from sklearn_swag._particles import _thread_limit
+def test_threads_are_restored_after_a_block():
+    from sklearn_swag._particles import _threads_restored
 
     before = torch.get_num_threads()
-    with _thread_limit(1):
-        assert torch.get_num_threads() == 1
+    with _threads_restored():
+        torch.set_num_threads(1)
     assert torch.get_num_threads() == before
-    with _thread_limit(before + 5):
-        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), _threads_restored():
+        torch.set_num_threads(1)
+        raise RuntimeError
+    assert torch.get_num_threads() == before
 
 
 def test_fused_optimizer_only_where_the_user_did_not_choose():

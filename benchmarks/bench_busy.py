@@ -1,0 +1,166 @@
+"""Fit time of the seed workload while another process holds a CPU core.
+
+The seed workload with 16 and 64 particles (``--particles``; the toy data,
+1-16-16-1 ELU, full batch, Adam at lr 0.03, rank 20, ``normalize_y=False``;
+2000 + 1000 epochs times ``--epochs-scale``, default 0.2 to keep it short; 64
+particles are enough work for the package to try two threads) is fitted with the
+estimator's default ``n_jobs`` (None), alternately on a quiet machine and while
+one other process, a pure-Python busy loop started for the fit and terminated
+right after it, holds a core. ``--repeats`` (default 3) quiet/busy pairs; the
+table gives each fit's seconds and the ratio busy / quiet of each pair, then the
+median ratio. Target: <= 1.5.
+
+For comparison, the same for a plain single-network PyTorch loop of the same
+epochs with ``torch.set_num_threads(2)`` forced and with one thread: the
+collapse of a thread pool whose threads wait for each other while one of them
+has lost its core is what the package must avoid.
+
+"Quiet" means no process of this benchmark's own: other work on the machine
+still shows up, which is why the pairs alternate and the median is reported.
+
+Run from the repository root::
+
+    python benchmarks/bench_busy.py
+    python benchmarks/bench_busy.py --epochs-scale 1.0 --repeats 5
+    python benchmarks/bench_busy.py --particles 64
+    python benchmarks/bench_busy.py --epochs-scale 0.02      # a quick trial run
+"""
+
+import argparse
+import contextlib
+import multiprocessing
+import time
+
+import numpy as np
+import torch
+from seed_workload import PRETRAIN, SWAG, make_regressor, plain_loop
+
+from sklearn_swag import make_toy_regression
+
+TARGET = 1.5
+
+
+def busy_loop(ready):
+    """Hold a core with pure Python until terminated."""
+    ready.set()
+    count = 0
+    while True:
+        count += 1
+
+
+@contextlib.contextmanager
+def busy_core():
+    """One other process spinning on a core for the duration of the block."""
+    methods = multiprocessing.get_all_start_methods()
+    # fork starts at once; the child only runs the loop above, never torch
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ready = context.Event()
+    process = context.Process(target=busy_loop, args=(ready,), daemon=True)
+    process.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the busy process did not start")
+        time.sleep(0.2)  # let the scheduler see it as a running process
+        yield
+    finally:
+        process.terminate()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def pairs(run, repeats):
+    """``repeats`` (quiet, busy) seconds of ``run()``, alternated."""
+    out = []
+    for _ in range(repeats):
+        quiet = run()
+        with busy_core():
+            busy = run()
+        out.append((quiet, busy))
+    return out
+
+
+def print_pairs(title, results):
+    print(f"\n{title}")
+    print(f"{'repeat':>6} {'quiet s':>8} {'busy s':>8} {'busy/quiet':>10}")
+    for i, (quiet, busy) in enumerate(results):
+        print(f"{i:>6} {quiet:>8.3f} {busy:>8.3f} {busy / quiet:>10.2f}")
+    median = float(np.median([busy / quiet for quiet, busy in results]))
+    print(f"{'median':>6} {'':>8} {'':>8} {median:>10.2f}", flush=True)
+    return median
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--epochs-scale",
+        type=float,
+        default=0.2,
+        help="multiply both epoch counts (default: 0.2)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="quiet/busy pairs (default: 3)"
+    )
+    parser.add_argument(
+        "--particles",
+        type=int,
+        nargs="+",
+        default=[16, 64],
+        help="particle counts (default: 16 64)",
+    )
+    args = parser.parse_args(argv)
+    pretrain = max(1, round(PRETRAIN * args.epochs_scale))
+    swag = max(1, round(SWAG * args.epochs_scale))
+    X, y = make_toy_regression(random_state=0)
+
+    def fit(n_models):
+        reg = make_regressor(n_models, pretrain, swag, n_jobs=None, normalize_y=False)
+        start = time.perf_counter()
+        reg.fit(X, y)
+        return time.perf_counter() - start
+
+    plain_loop(X, y, 200)  # warm up torch and skorch
+    make_regressor(2, 20, 10, n_jobs=None).fit(X, y)
+    with busy_core():  # warm up the start of the busy process
+        pass
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{multiprocessing.cpu_count()} CPU(s), {pretrain} + {swag} epochs, "
+        f"full batch, rank 20; busy: one pure-Python process on a core"
+    )
+    medians = {
+        n: print_pairs(
+            f"MultiSWAGRegressor, {n} particles, n_jobs=None (default)",
+            pairs(lambda n=n: fit(n), args.repeats),
+        )
+        for n in args.particles
+    }
+
+    threads = torch.get_num_threads()
+    plain = {}
+    try:
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            plain[n] = print_pairs(
+                f"plain single-network loop, torch.set_num_threads({n})",
+                pairs(lambda: plain_loop(X, y, pretrain + swag), args.repeats),
+            )
+    finally:
+        torch.set_num_threads(threads)
+
+    print()
+    for n, median in medians.items():
+        print(
+            f"{'PASS' if median <= TARGET else 'FAIL'}  estimator, {n} particles, "
+            f"busy/quiet {median:.2f} (target <= {TARGET})"
+        )
+    print(
+        f"plain loop busy/quiet: {plain[2]:.2f} at 2 threads, {plain[1]:.2f} "
+        "at 1 thread"
+    )
+
+
+if __name__ == "__main__":
+    main()
