@@ -34,10 +34,12 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
@@ -295,6 +297,18 @@ class ParticleStack(nn.Module):
         """How the copies are evaluated: "lowered", "vmap" or "loop"."""
         return self._evaluator.name
 
+    def _weight_list(self) -> list[nn.Parameter]:
+        """``list(self.weights)``, kept: a ParameterList iterates slowly."""
+        cached = vars(self).get("_weights_cache")
+        if cached is None or cached[0] is not self.weights:
+            cached = (self.weights, list(self.weights))
+            self._weights_cache = cached
+        return cached[1]
+
+    def _apply(self, *args, **kwargs):
+        self._weights_cache = None  # moving may replace the parameters
+        return super()._apply(*args, **kwargs)
+
     def stacked_buffers(self) -> list[torch.Tensor]:
         """Every buffer with a leading particle axis (the stack's own tensors)."""
         return [getattr(self, f"_buffer{i}") for i in range(len(self._buffer_names))]
@@ -356,7 +370,7 @@ class ParticleStack(nn.Module):
         torch.Tensor of shape (P, N, n_outputs)
         """
         out = self._evaluator(
-            list(self.weights),
+            self._weight_list(),
             self.stacked_buffers(),
             X,
             mode="train" if self.training else "eval",
@@ -686,19 +700,24 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     return stack
 
 
-#: Losses whose ``reduction="none"`` form is elementwise.
-_ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
+def _elementwise_loss(criterion: nn.Module):
+    """The criterion as a function with ``reduction="none"``, where elementwise.
 
-
-def _elementwise_copy(criterion: nn.Module) -> nn.Module | None:
-    """The criterion with ``reduction="none"``, where that is elementwise."""
-    if type(criterion) not in _ELEMENTWISE_LOSSES:
+    A plain function rather than a module call: the loss runs at every step,
+    where a module's call machinery costs as much as the arithmetic.
+    """
+    if getattr(criterion, "reduction", None) not in ("mean", "sum"):
         return None
-    if criterion.reduction not in ("mean", "sum"):
-        return None
-    elementwise = copy.deepcopy(criterion)
-    elementwise.reduction = "none"
-    return elementwise
+    kind = type(criterion)
+    if kind is nn.MSELoss:
+        return partial(F.mse_loss, reduction="none")
+    if kind is nn.L1Loss:
+        return partial(F.l1_loss, reduction="none")
+    if kind is nn.SmoothL1Loss:
+        return partial(F.smooth_l1_loss, reduction="none", beta=criterion.beta)
+    if kind is nn.HuberLoss:
+        return partial(F.huber_loss, reduction="none", delta=criterion.delta)
+    return None
 
 
 class ParticleLoss(nn.Module):
@@ -722,21 +741,33 @@ class ParticleLoss(nn.Module):
         super().__init__()
         self.criterion = criterion
         self.last_losses: torch.Tensor | None = None
-        self.nonfinite: torch.Tensor | None = None
+        self._finite: torch.Tensor | None = None
         self._batched: bool | None = None
-        self._elementwise = _elementwise_copy(criterion)
+        self._elementwise = _elementwise_loss(criterion)
+        self._reduce_dims: tuple[int, ...] | None = None
+
+    def train(self, mode: bool = True) -> ParticleLoss:
+        if self.training == mode:
+            return self  # skorch asks at every step; walking the tree costs
+        return super().train(mode)
+
+    @property
+    def nonfinite(self) -> torch.Tensor | None:
+        return None if self._finite is None else ~self._finite
 
     def per_particle(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         """Loss of each particle, shape ``(P,)``."""
-        y_true = y_true.to(y_pred.dtype)
-        if y_true.ndim == 2:
+        if y_true.dtype != y_pred.dtype:
+            y_true = y_true.to(y_pred.dtype)
+        if y_true.ndim == y_pred.ndim - 1:
             y_true = y_true.expand(y_pred.shape[0], *y_true.shape)
         if self._elementwise is not None:
             # One call for every particle: mean (or sum) per particle afterwards.
-            values = self._elementwise(y_pred, y_true).flatten(1)
-            return (
-                values.mean(1) if self.criterion.reduction == "mean" else values.sum(1)
-            )
+            values = self._elementwise(y_pred, y_true)
+            dims = tuple(range(1, values.ndim))
+            if self.criterion.reduction == "mean":
+                return values.mean(dim=dims)
+            return values.sum(dim=dims)
         if self._batched is None or self._batched:
             try:
                 losses = vmap(self.criterion)(y_pred, y_true)
@@ -753,8 +784,11 @@ class ParticleLoss(nn.Module):
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         losses = self.per_particle(y_pred, y_true)
         detached = losses.detach()
-        bad = ~torch.isfinite(detached)
-        self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
+        finite = torch.isfinite(detached)
+        if self._finite is None:
+            self._finite = finite
+        else:
+            self._finite.logical_and_(finite)
         self.last_losses = detached
         return losses.sum()
 
