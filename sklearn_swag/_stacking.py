@@ -310,7 +310,15 @@ class ParticleStack(nn.Module):
         return super()._apply(*args, **kwargs)
 
     def stacked_buffers(self) -> list[torch.Tensor]:
-        """Every buffer with a leading particle axis (the stack's own tensors)."""
+        """Every buffer with a leading particle axis.
+
+        Returns
+        -------
+        list of torch.Tensor
+            The stack's own tensors (not copies), in the order of
+            ``named_buffers()`` of one network, each of shape
+            ``(n_particles, ...)``.
+        """
         return [getattr(self, f"_buffer{i}") for i in range(len(self._buffer_names))]
 
     # -- weights as flat vectors ------------------------------------------------
@@ -382,7 +390,19 @@ class ParticleStack(nn.Module):
         """An evaluator of this stack at arbitrary weights, on ``device``.
 
         It holds its own copies of whatever it could change, so several
-        threads may predict with one stack at once.
+        threads may predict with one stack at once, and the stack itself is
+        neither moved nor switched to eval mode.
+
+        Parameters
+        ----------
+        device : torch.device or str, default="cpu"
+            Where to evaluate.
+
+        Returns
+        -------
+        StackInference
+            Call it with flat weight vectors, rows and buffers
+            (``buffers_of`` or ``refreshed_buffers``).
         """
         return StackInference(self, torch.device(device))
 

@@ -14,36 +14,11 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from networks import BatchNormNet, SeedNet
 
 from sklearn_swag import MultiSWAGRegressor
 from sklearn_swag._callbacks import SWAGCollector
 from sklearn_swag._regressor import _validation_split
-
-
-class BatchNormNet(nn.Module):
-    def __init__(self, input_dim=3):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(input_dim, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)
-        )
-
-    def forward(self, x):
-        return self.body(x)
-
-
-class SeedNet(nn.Module):
-    """A user module as the seed notebook writes it: forward calls a Sequential."""
-
-    def __init__(self, input_dim=3):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(input_dim, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(),
-            nn.Linear(16, 1),
-        )  # fmt: skip
-
-    def forward(self, x):
-        return self.net(x)
 
 
 # -- particles do not depend on how many there are ---------------------------------
@@ -236,35 +211,29 @@ def test_noise_on_repeated_rows_is_not_underestimated():
 
 
 # -- optimizers that couple the particles --------------------------------------------
-class _GlobalNormSGD(torch.optim.Optimizer):
-    """SGD on gradients divided by their tensor's norm: couples the stack."""
-
-    def __init__(self, params, lr=0.1):
-        super().__init__(params, {"lr": lr})
-
-    def step(self, closure=None):
-        loss = None if closure is None else closure()  # skorch passes one
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    g = p.grad
-                    p.data.add_(g / (g.norm() + 1e-12), alpha=-group["lr"])
-        return loss
-
-
 class _PlainSGD(torch.optim.Optimizer):
     """A user's own elementwise optimizer."""
 
     def __init__(self, params, lr=0.1):
         super().__init__(params, {"lr": lr})
 
+    def direction(self, grad):
+        return grad
+
     def step(self, closure=None):
         loss = None if closure is None else closure()  # skorch passes one
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    p.data.add_(p.grad, alpha=-group["lr"])
+                    p.data.add_(self.direction(p.grad), alpha=-group["lr"])
         return loss
+
+
+class _GlobalNormSGD(_PlainSGD):
+    """SGD on gradients divided by their tensor's norm: couples the stack."""
+
+    def direction(self, grad):
+        return grad / (grad.norm() + 1e-12)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from networks import BatchNormNet
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -31,17 +32,6 @@ class GenericNet(nn.Module):
 
     def forward(self, x):
         return self.out(nn.functional.elu(self.fc2(nn.functional.elu(self.fc1(x)))))
-
-
-class BatchNormNet(nn.Module):
-    def __init__(self, input_dim=3):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(input_dim, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)
-        )
-
-    def forward(self, x):
-        return self.body(x)
 
 
 # -- fitting and predicting ------
@@ -625,3 +615,52 @@ def test_float16_deviations_halve_storage_and_keep_predictions(
         half.swag_deviations_, full.swag_deviations_, rtol=2e-3, atol=1e-6
     )
     np.testing.assert_allclose(half.predict(X), full.predict(X), rtol=1e-3, atol=1e-4)
+
+
+class ConvNet(nn.Module):
+    """Tabular rows as a one-channel sequence: Conv1d, LayerNorm, a residual."""
+
+    def __init__(self, n_features=3):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, kernel_size=2, padding=1)
+        self.norm = nn.LayerNorm(4 * (n_features + 1))
+        self.hidden = nn.Linear(4 * (n_features + 1), 4 * (n_features + 1))
+        self.out = nn.Linear(4 * (n_features + 1), 1)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x.unsqueeze(1))).flatten(1)
+        h = self.norm(h)
+        return self.out(h + torch.tanh(self.hidden(h)))
+
+
+class EmbeddingNet(nn.Module):
+    """A categorical first column through an embedding, the rest as numbers."""
+
+    def __init__(self, n_categories=4):
+        super().__init__()
+        self.embed = nn.Embedding(n_categories, 3)
+        self.body = nn.Sequential(
+            nn.Linear(5, 8), nn.BatchNorm1d(8), nn.SiLU(), nn.Dropout(0.1),
+            nn.Linear(8, 1),
+        )  # fmt: skip
+
+    def forward(self, x):
+        codes = x[:, 0].long()
+        return self.body(torch.cat([self.embed(codes), x[:, 1:]], dim=1))
+
+
+@pytest.mark.parametrize("module", [ConvNet, EmbeddingNet])
+def test_user_networks_of_common_layers_train_batched(regression_data, module):
+    X, y = regression_data
+    X = X.copy()
+    X[:, 0] = np.floor((X[:, 0] + 1) * 2)  # 0..3: a category for EmbeddingNet
+    params = dict(
+        n_models=3, rank=3, pretrain_epochs=30, swag_epochs=5, n_samples=3,
+        batch_size=16, lr=0.01, random_state=0,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning
+        reg = MultiSWAGRegressor(module, **params).fit(X, y)
+    assert reg.particles_.mode == "lowered"
+    mean, std = reg.predict(X, return_std=True)
+    assert np.all(np.isfinite(mean)) and np.all(std > 0)
