@@ -9,10 +9,12 @@ torch threads, and :class:`EpochProgress` draws a progress bar.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback
 
@@ -20,17 +22,19 @@ from ._swag import SWAGMoments
 
 
 class SWAGCollector(Callback):
-    """Collect SWAG moments of a particle stack at the end of epochs.
+    """Collect SWAG moments of a particle stack during its SWAG epochs.
 
     Parameters
     ----------
     start_epoch : int
-        Epochs of plain training before collection starts: snapshots are
-        taken at the end of every epoch after the first ``start_epoch``.
+        Epochs of plain training before collection starts.
     rank : int
         Maximum number of deviation rows kept per particle.
     deviation_dtype : torch.dtype, default=torch.float32
         Storage type of the deviation rows.
+    every_steps : int or None, default=None
+        Take a snapshot after every ``every_steps`` training steps of the
+        SWAG epochs; None takes one at the end of every SWAG epoch.
 
     Attributes
     ----------
@@ -39,11 +43,16 @@ class SWAGCollector(Callback):
     """
 
     def __init__(
-        self, start_epoch: int, rank: int, deviation_dtype: torch.dtype = torch.float32
+        self,
+        start_epoch: int,
+        rank: int,
+        deviation_dtype: torch.dtype = torch.float32,
+        every_steps: int | None = None,
     ) -> None:
         self.start_epoch = start_epoch
         self.rank = rank
         self.deviation_dtype = deviation_dtype
+        self.every_steps = every_steps
 
     def initialize(self):
         self.moments_ = None
@@ -58,10 +67,119 @@ class SWAGCollector(Callback):
             device=next(stack.parameters()).device,
             deviation_dtype=self.deviation_dtype,
         )
+        self._steps = 0
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if self.every_steps is None or not training:
+            return
+        if len(net.history) > self.start_epoch:
+            self._steps += 1
+            if self._steps % self.every_steps == 0:
+                self.moments_.collect(net.module_.flat_weights())
 
     def on_epoch_end(self, net, **kwargs):
-        if len(net.history) > self.start_epoch:
+        if self.every_steps is None and len(net.history) > self.start_epoch:
             self.moments_.collect(net.module_.flat_weights())
+
+
+class LearningRatePlan(Callback):
+    """The learning rate of each epoch: ``lr``, then annealed to ``swa_lr``.
+
+    Pretraining runs at ``lr``. The SWAG epochs anneal it to ``swa_lr`` over
+    their first ``anneal_epochs`` epochs along a cosine, as
+    :class:`torch.optim.swa_utils.SWALR` does, and keep ``swa_lr`` after.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate of the pretraining epochs.
+    swa_lr : float
+        Learning rate of the SWAG epochs once annealed.
+    start_epoch : int
+        Number of pretraining epochs.
+    anneal_epochs : int
+        SWAG epochs over which the rate moves from ``lr`` to ``swa_lr``; 0
+        switches at once.
+    """
+
+    def __init__(
+        self, lr: float, swa_lr: float, start_epoch: int, anneal_epochs: int
+    ) -> None:
+        self.lr = lr
+        self.swa_lr = swa_lr
+        self.start_epoch = start_epoch
+        self.anneal_epochs = anneal_epochs
+
+    def rate(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (1-based)."""
+        into_swag = epoch - self.start_epoch
+        if into_swag <= 0:
+            return self.lr
+        if into_swag > self.anneal_epochs:
+            return self.swa_lr
+        # SWALR's cosine: from lr at the start to swa_lr after anneal_epochs.
+        done = into_swag / self.anneal_epochs
+        weight = (1.0 - math.cos(math.pi * done)) / 2.0
+        return self.lr + (self.swa_lr - self.lr) * weight
+
+    def on_epoch_begin(self, net, **kwargs):
+        rate = self.rate(len(net.history))
+        for group in net.optimizer_.param_groups:
+            group["lr"] = rate
+
+
+class TrainingHistory(Callback):
+    """Per-particle training loss, learning rate and phase of every epoch.
+
+    Parameters
+    ----------
+    start_epoch : int
+        Number of pretraining epochs; later epochs are "swag" epochs.
+
+    Attributes
+    ----------
+    train_loss_ : list of torch.Tensor of shape (P,)
+        Each epoch's mean training loss of every particle, weighted by the
+        rows of its batches.
+    lr_ : list of float
+        Each epoch's learning rate (of the first parameter group).
+    """
+
+    def __init__(self, start_epoch: int) -> None:
+        self.start_epoch = start_epoch
+
+    def initialize(self):
+        self.train_loss_ = []
+        self.lr_ = []
+        return self
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._sum = None
+        self._rows = 0
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        losses = net.criterion_.last_losses
+        if not training or losses is None:
+            return
+        rows = batch[0].shape[-2]
+        if self._sum is None:
+            self._sum = losses * rows
+        else:
+            self._sum.add_(losses, alpha=rows)
+        self._rows += rows
+
+    def on_epoch_end(self, net, **kwargs):
+        if self._sum is not None:
+            self.train_loss_.append(self._sum / self._rows)
+        self.lr_.append(float(net.optimizer_.param_groups[0]["lr"]))
+
+    def as_arrays(self) -> dict:
+        """The history as numpy arrays: ``train_loss`` (P, E), ``lr`` (E,)."""
+        loss = torch.stack(self.train_loss_, dim=1) if self.train_loss_ else None
+        return {
+            "train_loss": None if loss is None else loss.cpu().double().numpy(),
+            "lr": np.asarray(self.lr_, dtype=np.float64),
+        }
 
 
 class DivergenceCheck(Callback):

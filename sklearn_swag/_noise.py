@@ -72,6 +72,11 @@ class GaussianNLL(nn.Module):
     2.417
     """
 
+    #: With ``reduction="none"`` it returns one value per row and target of
+    #: inputs with any leading axes, so a particle stack can weight and
+    #: reduce the values itself.
+    elementwise = True
+
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
@@ -99,7 +104,10 @@ class GaussianNLL(nn.Module):
 
 
 def held_out_noise_factor(
-    residuals: np.ndarray, epistemic: np.ndarray, base: np.ndarray
+    residuals: np.ndarray,
+    epistemic: np.ndarray,
+    base: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Noise factor per target that makes held-out residuals most likely.
 
@@ -115,6 +123,8 @@ def held_out_noise_factor(
     Parameters
     ----------
     residuals, epistemic, base : ndarray of shape (n_rows, n_outputs)
+    weights : ndarray of shape (n_rows,) or None, default=None
+        Row weights: each row's log-likelihood counts that many times.
 
     Returns
     -------
@@ -123,22 +133,23 @@ def held_out_noise_factor(
     r2 = np.asarray(residuals, dtype=np.float64) ** 2
     v = np.asarray(epistemic, dtype=np.float64)
     b = np.asarray(base, dtype=np.float64)
+    w = np.ones(len(r2)) if weights is None else np.asarray(weights, np.float64)
     return np.array(
-        [_ml_factor(r2[:, j], v[:, j], b[:, j]) for j in range(r2.shape[1])]
+        [_ml_factor(r2[:, j], v[:, j], b[:, j], w) for j in range(r2.shape[1])]
     )
 
 
-def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray) -> float:
+def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
     # A floor far below the data's scale keeps total**2 from underflowing
     # where the networks leave no epistemic variance (one particle, scale=0).
     floor = 1e-12 * max(float(np.mean(r2)), 1e-100)
 
     def slope(c: float) -> float:  # twice the derivative of the log-likelihood
         total = np.maximum(v + c * b, floor)
-        return float(np.sum(b * (r2 - total) / total**2))
+        return float(np.sum(w * b * (r2 - total) / total**2))
 
     # Every term decreases once c * b_i >= r2_i: the root lies below this.
-    low, high = 0.0, float(np.max(r2 / b))
+    low, high = 0.0, float(np.max(np.where(w > 0, r2 / b, 0.0)))
     if high <= 0.0 or slope(low) <= 0.0:
         return 0.0
     for _ in range(200):

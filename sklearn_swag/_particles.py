@@ -22,9 +22,22 @@ from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from torch import nn
 
-from ._callbacks import DivergenceCheck, EpochProgress, SWAGCollector, ThreadTuner
+from ._callbacks import (
+    DivergenceCheck,
+    EpochProgress,
+    LearningRatePlan,
+    SWAGCollector,
+    ThreadTuner,
+    TrainingHistory,
+)
 from ._mlp import MLP
-from ._stacking import ParticleBatches, ParticleLoss, ParticleStack, build_stack
+from ._stacking import (
+    ParticleBatches,
+    ParticleLoss,
+    ParticleStack,
+    build_stack,
+    training_batches,
+)
 
 #: Serialises the moments in which a worker thread borrows the global torch
 #: random state to initialise a module, so threads never see each other's seed.
@@ -172,11 +185,18 @@ class TrainingPlan:
     pretrain_epochs: int
     swag_epochs: int
     rank: int
+    #: Learning rate of the SWAG epochs (None: ``lr``), reached after
+    #: ``anneal_epochs``; snapshot every ``swag_every`` epochs.
+    swa_lr: float | None = None
+    anneal_epochs: int = 0
+    swag_every: float = 1.0
     deviation_dtype: str = "float32"
     verbose: int = 0
     #: Most torch threads a group may use on a CPU, so that the workers
     #: together never ask for more threads than there are cores.
     max_threads: int | None = None
+    #: Whether the targets carry a last column of row weights.
+    weighted: bool = False
     #: How the particle stacks evaluate; set by :meth:`check`.
     stack_mode: str = "auto"
     #: Floating-point operations of one row's forward pass; set by
@@ -489,16 +509,33 @@ def fit_group(
     X_t = torch.as_tensor(X)
     y_t = torch.as_tensor(y)
     stack = ParticleStack(modules, mode=plan.stack_mode)
-    criterion = ParticleLoss(plan.build_criterion())
+    criterion = ParticleLoss(plan.build_criterion(), weighted=plan.weighted)
+    steps_per_epoch = len(
+        training_batches(
+            len(X),
+            plan.batch_size,
+            bool(plan.iterator_kwargs.get("drop_last", False)),
+            stack.has_batch_norm,
+        )
+    )
     collector = SWAGCollector(
         start_epoch=plan.pretrain_epochs,
         rank=plan.rank,
         deviation_dtype=getattr(torch, plan.deviation_dtype),
+        every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
     )
+    history = TrainingHistory(plan.pretrain_epochs)
     callbacks: list = [
         ("divergence", DivergenceCheck(list(map(int, particle_ids)))),
+        ("learning_rate", LearningRatePlan(
+            plan.lr,
+            plan.lr if plan.swa_lr is None else plan.swa_lr,
+            plan.pretrain_epochs,
+            plan.anneal_epochs,
+        )),
         ("swag", collector),
-    ]
+        ("history", history),
+    ]  # fmt: skip
     if plan.verbose:
         first, last = int(particle_ids[0]), int(particle_ids[-1])
         callbacks.append(("progress", EpochProgress(f"particles {first}-{last}")))
@@ -569,6 +606,7 @@ def fit_group(
         "deviations": deviations.numpy(),
         "n_snapshots": n_snapshots.numpy(),
         "train_loss": criterion.last_losses.cpu().numpy().astype(np.float64),
+        "history": history.as_arrays(),
     }
 
 
@@ -580,4 +618,9 @@ def merge_groups(results: list[dict]) -> dict:
     else:
         merged = {key: np.concatenate([r[key] for r in results]) for key in keys}
     merged["stack"] = ParticleStack.concatenate([r["stack"] for r in results])
+    histories = [r["history"] for r in results]
+    merged["history"] = {
+        "train_loss": np.concatenate([h["train_loss"] for h in histories]),
+        "lr": histories[0]["lr"],
+    }
     return merged

@@ -35,9 +35,11 @@ from ._sklearn_compat import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    _check_sample_weight,
     _fit_context,
     validate_data,
 )
+from ._stacking import elementwise_loss
 
 #: Prefixes of the parameters routed to the parts that skorch builds.
 ROUTED_PREFIXES = ("module__", "optimizer__", "criterion__", "iterator_train__")
@@ -86,9 +88,25 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     pretrain_epochs : int, default=20
         Epochs of plain training before SWAG collection starts.
     swag_epochs : int, default=30
-        Epochs during which a snapshot is collected at the end of every
-        epoch. 0 skips SWAG: every particle is its final network, which is a
-        deep ensemble (and ``n_samples`` draws are then all the same network).
+        Epochs during which snapshots are collected (one at the end of every
+        epoch with ``swag_every=1``). 0 skips SWAG: every particle is its
+        final network, which is a deep ensemble (and ``n_samples`` draws are
+        then all the same network).
+    swa_lr : float or None, default=None
+        Learning rate of the SWAG epochs: a higher, constant rate makes the
+        iterates explore the mode, which is what SWAG's Gaussian describes.
+        The rate moves from ``lr`` to ``swa_lr`` over the first
+        ``anneal_epochs`` SWAG epochs along a cosine, as
+        :class:`torch.optim.swa_utils.SWALR` does. None keeps ``lr``
+        throughout. With SGD, as in the SWAG papers, pass
+        ``optimizer=torch.optim.SGD, optimizer__momentum=0.9``.
+    anneal_epochs : int, default=5
+        SWAG epochs over which the learning rate moves to ``swa_lr``; 0
+        switches at once.
+    swag_every : float, default=1.0
+        Epochs between snapshots in the SWAG phase. Below 1, several
+        snapshots are taken per epoch: one every ``round(swag_every *
+        steps_per_epoch)`` training steps (at least one step).
     lr : float, default=0.003
         Learning rate of the optimizer, constant through both phases. The
         defaults of the epochs, ``lr`` and ``batch_size`` are tuned for
@@ -224,6 +242,12 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         ``bn_update_rows=0``.
     train_loss_ : ndarray of shape (n_models,)
         Each particle's training loss on its last batch.
+    history_ : dict of ndarray
+        The training run, epoch by epoch: ``"epoch"`` (1, 2, ...),
+        ``"phase"`` ("pretrain" or "swag"), ``"lr"`` (the learning rate) and
+        ``"train_loss"`` of shape (n_models, n_epochs) (each particle's mean
+        training loss over the epoch's batches, in the units the networks
+        learn: standardised targets with ``normalize_y``).
     particles_ : ParticleStack
         The trained networks (structure, final weights, buffers) on the CPU.
     particle_seeds_ : ndarray of shape (n_models, 3)
@@ -321,6 +345,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         "deviation_dtype": [StrOptions({"float32", "float16"})],
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
         "swag_epochs": [Interval(Integral, 0, None, closed="left")],
+        "swa_lr": [Interval(Real, 0, None, closed="neither"), None],
+        "anneal_epochs": [Interval(Integral, 0, None, closed="left")],
+        "swag_every": [Interval(Real, 0, None, closed="neither")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
@@ -346,6 +373,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         deviation_dtype="float32",
         pretrain_epochs=20,
         swag_epochs=30,
+        swa_lr=None,
+        anneal_epochs=5,
+        swag_every=1.0,
         lr=0.003,
         batch_size=128,
         n_samples=20,
@@ -368,6 +398,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.deviation_dtype = deviation_dtype
         self.pretrain_epochs = pretrain_epochs
         self.swag_epochs = swag_epochs
+        self.swa_lr = swa_lr
+        self.anneal_epochs = anneal_epochs
+        self.swag_every = swag_every
         self.lr = lr
         self.batch_size = batch_size
         self.n_samples = n_samples
@@ -471,7 +504,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the particles and collect their SWAG moments.
 
         Parameters
@@ -480,6 +513,12 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             Training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights: a row of weight 2 counts as that row
+            twice, in the particles' losses, the target scaling, the held-out
+            noise fit and the rows that recompute BatchNorm statistics. Rows
+            of weight 0 are left out. Needs a criterion with elementwise
+            values (the default ones, torch's elementwise losses).
 
         Returns
         -------
@@ -489,14 +528,14 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         """
         before = dict(vars(self))
         try:
-            self._fit(X, y)
+            self._fit(X, y, sample_weight)
         except BaseException:
             vars(self).clear()
             vars(self).update(before)
             raise
         return self
 
-    def _fit(self, X, y):
+    def _fit(self, X, y, sample_weight):
         self._check_params()
         devices = resolve_devices(self.device)
         X, y = validate_data(
@@ -507,22 +546,37 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             multi_output=True,
             y_numeric=True,
         )
+        weights = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
         X = X.astype(np.float32)
         y2d = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         n_outputs = y2d.shape[1]
         heteroscedastic = self.noise == "heteroscedastic"
-        y_mean, y_scale = _target_scaling(y2d, self._normalizes_y())
-        y_train = ((y2d - y_mean) / y_scale).astype(np.float32)
         n_net_outputs = 2 * n_outputs if heteroscedastic else n_outputs
         criterion = self.criterion
         if criterion is None:
             criterion = GaussianNLL if heteroscedastic else torch.nn.MSELoss
+        if _weighs_rows(criterion, self._params_for("criterion")):
+            # Identical rows become one row of their summed weight, in one
+            # order whatever the input's: repeated rows and weights give the
+            # same training set, and rows of weight 0 are gone.
+            X, y2d, weights = _merge_identical_rows(X, y2d, weights)
+        elif sample_weight is not None and np.ptp(weights) > 0:
+            raise ValueError(
+                f"sample_weight needs a criterion with elementwise values "
+                f"(MSELoss, L1Loss, SmoothL1Loss, HuberLoss, GaussianNLL, or one "
+                f"that declares `elementwise = True`); got {criterion!r}."
+            )
+        y_mean, y_scale = _target_scaling(y2d, self._normalizes_y(), weights)
+        y_train = ((y2d - y_mean) / y_scale).astype(np.float32)
 
         root = root_seed(self.random_state)
         seeds = particle_seeds(root, self.n_models)
         train, held_out = _validation_split(
-            X, self.validation_fraction, derived_rng(root, SPLIT_STREAM)
+            X, self.validation_fraction, derived_rng(root, SPLIT_STREAM), weights
         )
+        weighted = bool(np.ptp(weights[train]) > 0)
         plan = TrainingPlan(
             module=self.module,
             module_kwargs=self._params_for("module"),
@@ -538,8 +592,12 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             pretrain_epochs=self.pretrain_epochs,
             swag_epochs=self.swag_epochs,
             rank=self.rank,
+            swa_lr=None if self.swa_lr is None else float(self.swa_lr),
+            anneal_epochs=self.anneal_epochs,
+            swag_every=float(self.swag_every),
             deviation_dtype=self.deviation_dtype,
             verbose=self.verbose,
+            weighted=weighted,
         )
         # Every particle is initialised here, one after another: worker threads
         # share the global torch random state, so they must not seed it.
@@ -552,6 +610,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         plan.stack_mode = plan.check(modules[:2], torch.as_tensor(X[:8]))
         _check_output_width(modules[0], X[:8], n_net_outputs, self.noise)
         X_train, y_fit = X[train], y_train[train]
+        if weighted:  # the weights travel as a last target column
+            w_train = weights[train] / weights[train].mean()
+            y_fit = np.concatenate([y_fit, w_train[:, None].astype(np.float32)], 1)
         n_jobs = max(1, effective_n_jobs(self.n_jobs))
         groups = partition(self.n_models, n_jobs)
         group_device = group_devices(devices, len(groups))
@@ -579,6 +640,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.swag_deviations_ = merged["deviations"]
         self.n_snapshots_ = merged["n_snapshots"]
         self.train_loss_ = merged["train_loss"]
+        self.history_ = _history(merged["history"], self.pretrain_epochs)
         self.particle_seeds_ = seeds
         self.n_params_ = self.particles_.n_params
         self.n_outputs_ = n_outputs
@@ -593,16 +655,19 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             X_train,
             self.bn_update_rows if self.particles_.has_batch_norm else 0,
             derived_rng(root, BN_ROWS_STREAM),
+            weights[train],
         )
         self._bn_batch_size = self.batch_size
 
         self.n_train_samples_ = len(train)
-        self._fit_noise(X, y_train, held_out if len(held_out) else train)
+        rows = held_out if len(held_out) else train
+        self._fit_noise(X, y_train, rows, weights[rows])
 
-    def _fit_noise(self, X, y_scaled, rows):
+    def _fit_noise(self, X, y_scaled, rows, weights):
         """Noise variance (homoscedastic) or its calibration (heteroscedastic).
 
-        ``rows`` are the held-out rows, or the training rows without any.
+        ``rows`` are the held-out rows, or the training rows without any;
+        ``weights`` their weights.
         """
         means, variances, noise = self._component_moments(X[rows])
         if not np.all(np.isfinite(means)) or (
@@ -617,9 +682,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         epistemic = variances.mean(axis=0) + means.var(axis=0)
         base = np.ones_like(residual) if noise is None else noise.mean(axis=0)
         if self.validation_fraction > 0:
-            factor = held_out_noise_factor(residual, epistemic, base)
+            factor = held_out_noise_factor(residual, epistemic, base, weights)
         elif noise is None:  # training residuals: optimistic, see the docs
-            factor = (residual**2).mean(axis=0)
+            factor = np.average(residual**2, axis=0, weights=weights)
         else:
             factor = np.ones(residual.shape[1])
         if noise is None:
@@ -791,37 +856,88 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
 
 
 def _validation_split(
-    X: np.ndarray, fraction: float, rng: np.random.Generator
+    X: np.ndarray,
+    fraction: float,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training and held-out rows, about ``ceil(fraction * n_rows)`` held out.
+    """Training and held-out rows, about ``fraction`` of the weight held out.
 
     Rows with identical features are kept on one side: a copy of a training
     row is no new data, and holding it out would make the noise look smaller
     than it is. Groups of identical rows are held out in random order until
-    at least ``ceil(fraction * n_rows)`` rows are.
+    at least ``fraction`` of the total weight (of the rows, without weights)
+    is.
     """
     n_rows = len(X)
     if fraction == 0:
         return np.arange(n_rows), np.arange(0)
-    n_held_out = int(np.ceil(fraction * n_rows))
+    weights = np.ones(n_rows) if weights is None else np.asarray(weights, float)
     _, group = np.unique(X, axis=0, return_inverse=True)
     group = group.reshape(-1)
     n_groups = int(group.max()) + 1
-    sizes = np.bincount(group, minlength=n_groups)
+    sizes = np.bincount(group, weights=weights, minlength=n_groups)
     order = rng.permutation(n_groups)
-    n_taken = int(np.searchsorted(np.cumsum(sizes[order]), n_held_out) + 1)
-    if n_rows - n_held_out < 1 or n_taken >= n_groups:
+    wanted = fraction * weights.sum()
+    n_taken = int(np.searchsorted(np.cumsum(sizes[order]), wanted) + 1)
+    if n_taken >= n_groups:
         raise ValueError(
-            f"validation_fraction={fraction} holds out at least {n_held_out} of "
-            f"n_samples={n_rows} row(s) ({n_groups} distinct), which leaves no "
-            "row to train on; lower validation_fraction or set it to 0."
+            f"validation_fraction={fraction} holds out at least "
+            f"{int(np.ceil(fraction * n_rows))} of n_samples={n_rows} row(s) "
+            f"({n_groups} distinct), which leaves no row to train on; lower "
+            "validation_fraction or set it to 0."
         )
     held = np.isin(group, order[:n_taken])
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
+def _weighs_rows(criterion, routed: dict) -> bool:
+    """Whether the criterion can weight rows (it has elementwise values)."""
+    if isinstance(criterion, type):
+        try:
+            criterion = criterion(**routed)
+        except Exception:  # noqa: BLE001 - fit reports a bad criterion later
+            return False
+    return elementwise_loss(criterion) is not None
+
+
+def _merge_identical_rows(
+    X: np.ndarray, y: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per distinct ``(x, y)``, with the summed weight; weight 0 dropped.
+
+    The rows come out sorted, so the training set does not depend on the
+    order of the input rows either.
+    """
+    rows = np.concatenate([X.astype(np.float64), y], axis=1)
+    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+    summed = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(unique))
+    keep = summed > 0
+    n_features = X.shape[1]
+    return (
+        unique[keep, :n_features].astype(np.float32),
+        unique[keep, n_features:],
+        summed[keep],
+    )
+
+
+def _history(history: dict, pretrain_epochs: int) -> dict:
+    """The fitted ``history_``: per-epoch arrays."""
+    lr = history["lr"]
+    epoch = np.arange(1, len(lr) + 1)
+    return {
+        "epoch": epoch,
+        "phase": np.where(epoch <= pretrain_epochs, "pretrain", "swag"),
+        "lr": lr,
+        "train_loss": history["train_loss"],
+    }
+
+
 def _bn_update_rows(
-    X_train: np.ndarray, n_rows: int | None, rng: np.random.Generator
+    X_train: np.ndarray,
+    n_rows: int | None,
+    rng: np.random.Generator,
+    weights: np.ndarray,
 ) -> np.ndarray | None:
     """The training rows on which prediction recomputes BatchNorm statistics.
 
@@ -832,7 +948,8 @@ def _bn_update_rows(
     if n_rows == 0:
         return None
     size = len(X_train) if n_rows is None else min(n_rows, len(X_train))
-    return X_train[rng.choice(len(X_train), size=size, replace=False)]
+    p = weights / weights.sum()
+    return X_train[rng.choice(len(X_train), size=size, replace=False, p=p)]
 
 
 def _has_batch_norm(module: torch.nn.Module) -> bool:
@@ -841,13 +958,15 @@ def _has_batch_norm(module: torch.nn.Module) -> bool:
     )
 
 
-def _target_scaling(y: np.ndarray, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of each target column; zeros and ones without scaling."""
+def _target_scaling(
+    y: np.ndarray, normalize: bool, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and scale of each target; zeros and ones without scaling."""
     n_outputs = y.shape[1]
     if not normalize:
         return np.zeros(n_outputs), np.ones(n_outputs)
-    mean = y.mean(axis=0)
-    scale = y.std(axis=0)
+    mean = np.average(y, axis=0, weights=weights)
+    scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
     # A constant target (up to rounding) is centred, not divided by ~0.
     constant = scale <= 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     return mean, np.where(constant, 1.0, scale)

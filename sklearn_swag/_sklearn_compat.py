@@ -6,12 +6,13 @@ Should scikit-learn move one of them, this file is the only one to change;
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 __all__ = [
     "Interval",
     "InvalidParameterError",
     "StrOptions",
+    "_check_sample_weight",
     "_fit_context",
     "validate_data",
 ]

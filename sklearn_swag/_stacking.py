@@ -632,6 +632,28 @@ def batch_bounds(n_rows: int, batch_size: int | None) -> list[tuple[int, int]]:
     return bounds
 
 
+def training_batches(
+    n_rows: int, batch_size: int | None, drop_last: bool, merge_single_row: bool
+) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` rows of each training batch of an epoch.
+
+    One batch when ``batch_size`` is None or covers the data; a last batch
+    of one row joins the one before with ``merge_single_row``; a last,
+    smaller batch is skipped with ``drop_last``.
+    """
+    if batch_size is None or batch_size >= n_rows:
+        return [(0, n_rows)]
+    if merge_single_row:
+        bounds = batch_bounds(n_rows, batch_size)
+    else:
+        bounds = [
+            (low, min(n_rows, low + batch_size)) for low in range(0, n_rows, batch_size)
+        ]
+    if drop_last and bounds[-1][1] - bounds[-1][0] < batch_size:
+        bounds = bounds[:-1]
+    return bounds
+
+
 def _agrees_with_modules(
     stack: ParticleStack, modules: Sequence[nn.Module], probe: torch.Tensor
 ) -> bool:
@@ -720,14 +742,22 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     return stack
 
 
-def _elementwise_loss(criterion: nn.Module):
-    """The criterion as a function with ``reduction="none"``, where elementwise.
+def elementwise_loss(criterion: nn.Module):
+    """The criterion with ``reduction="none"``, where its values are elementwise.
 
-    A plain function rather than a module call: the loss runs at every step,
-    where a module's call machinery costs as much as the arithmetic.
+    torch's elementwise losses become plain functions (the loss runs at every
+    step, where a module's call machinery costs as much as the arithmetic); a
+    criterion that declares ``elementwise = True`` (its ``reduction="none"``
+    values keep the leading axes of its input, as
+    :class:`~sklearn_swag._noise.GaussianNLL` does) becomes a copy with
+    ``reduction="none"``. Other criteria give None.
     """
     if getattr(criterion, "reduction", None) not in ("mean", "sum"):
         return None
+    if getattr(criterion, "elementwise", False):
+        copy_ = copy.deepcopy(criterion)
+        copy_.reduction = "none"
+        return copy_
     kind = type(criterion)
     if kind is nn.MSELoss:
         return partial(F.mse_loss, reduction="none")
@@ -748,6 +778,11 @@ class ParticleLoss(nn.Module):
     criterion : torch.nn.Module
         The loss of one network, ``criterion(y_pred, y_true)`` with
         ``y_pred`` of shape ``(N, n_outputs)``, returning a scalar.
+    weighted : bool, default=False
+        Whether the last column of the targets holds row weights: each
+        particle's loss is then the weighted mean (or sum) of its rows'
+        values, as if every row were repeated as often as its weight says.
+        Needs a criterion with elementwise values (:func:`elementwise_loss`).
 
     Attributes
     ----------
@@ -757,14 +792,19 @@ class ParticleLoss(nn.Module):
         True for every particle whose loss was ever NaN or infinite.
     """
 
-    def __init__(self, criterion: nn.Module) -> None:
+    def __init__(self, criterion: nn.Module, weighted: bool = False) -> None:
         super().__init__()
         self.criterion = criterion
+        self.weighted = weighted
         self.last_losses: torch.Tensor | None = None
         self._finite: torch.Tensor | None = None
         self._batched: bool | None = None
-        self._elementwise = _elementwise_loss(criterion)
-        self._reduce_dims: tuple[int, ...] | None = None
+        self._elementwise = elementwise_loss(criterion)
+        if weighted and self._elementwise is None:
+            raise ValueError(
+                f"Row weights need a criterion with elementwise values; "
+                f"{type(criterion).__name__} has none (see elementwise_loss)."
+            )
 
     def train(self, mode: bool = True) -> ParticleLoss:
         if self.training == mode:
@@ -781,6 +821,8 @@ class ParticleLoss(nn.Module):
             y_true = y_true.to(y_pred.dtype)
         if y_true.ndim == y_pred.ndim - 1:
             y_true = y_true.expand(y_pred.shape[0], *y_true.shape)
+        if self.weighted:
+            return self._weighted(y_pred, y_true[..., :-1], y_true[..., -1:])
         if self._elementwise is not None:
             # One call for every particle: mean (or sum) per particle afterwards.
             values = self._elementwise(y_pred, y_true)
@@ -800,6 +842,17 @@ class ParticleLoss(nn.Module):
         return torch.stack(
             [self.criterion(p, t) for p, t in zip(y_pred, y_true, strict=True)]
         )
+
+    def _weighted(
+        self, y_pred: torch.Tensor, y_true: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted loss of each particle; ``weights`` is ``(P, N, 1)``."""
+        values = self._elementwise(y_pred, y_true)  # (P, N, k)
+        dims = tuple(range(1, values.ndim))
+        total = (values * weights).sum(dim=dims)
+        if self.criterion.reduction == "sum":
+            return total
+        return total / (weights.sum(dim=(1, 2)) * values.shape[-1])
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         losses = self.per_particle(y_pred, y_true)
@@ -857,21 +910,11 @@ class ParticleBatches:
         self.merge_single_row = merge_single_row
 
     def _bounds(self) -> list[tuple[int, int]]:
-        n = len(self.X)
-        if self.merge_single_row:
-            bounds = batch_bounds(n, self.batch_size)
-        else:
-            bounds = [
-                (low, min(n, low + self.batch_size))
-                for low in range(0, n, self.batch_size)
-            ]
-        if self.drop_last and bounds[-1][1] - bounds[-1][0] < self.batch_size:
-            bounds = bounds[:-1]
-        return bounds
+        return training_batches(
+            len(self.X), self.batch_size, self.drop_last, self.merge_single_row
+        )
 
     def __len__(self) -> int:
-        if self.batch_size >= len(self.X):
-            return 1
         return len(self._bounds())
 
     def __iter__(self):

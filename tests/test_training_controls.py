@@ -1,0 +1,158 @@
+"""Training controls: row weights, the SWAG learning rate, snapshots, history."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sklearn_swag import MultiSWAGRegressor
+from sklearn_swag._callbacks import LearningRatePlan
+from sklearn_swag._noise import held_out_noise_factor
+from sklearn_swag._regressor import _merge_identical_rows
+from sklearn_swag._stacking import ParticleLoss
+
+
+# -- sample_weight --------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_integer_weights_equal_repeated_rows(regression_data, fast_params, batch_size):
+    X, y = regression_data
+    rng = np.random.RandomState(1)
+    weights = rng.randint(0, 4, size=len(X))
+    params = {**fast_params, "batch_size": batch_size}
+    weighted = MultiSWAGRegressor(**params).fit(X, y, sample_weight=weights)
+    order = rng.permutation(int(weights.sum()))  # repeated rows, shuffled
+    repeated = MultiSWAGRegressor(**params).fit(
+        np.repeat(X, weights, axis=0)[order], np.repeat(y, weights)[order]
+    )
+    np.testing.assert_array_equal(weighted.swag_mean_, repeated.swag_mean_)
+    np.testing.assert_array_equal(weighted.noise_variance_, repeated.noise_variance_)
+    np.testing.assert_array_equal(
+        weighted.predict(X, return_std=True), repeated.predict(X, return_std=True)
+    )
+
+
+def test_weights_change_the_fit(regression_data, fast_params):
+    X, y = regression_data
+    weights = np.where(X[:, 0] > 0, 5.0, 1.0)
+    plain = MultiSWAGRegressor(**fast_params).fit(X, y)
+    weighted = MultiSWAGRegressor(**fast_params).fit(X, y, sample_weight=weights)
+    assert not np.allclose(plain.swag_mean_, weighted.swag_mean_)
+    # Unit weights are no weights at all.
+    ones = MultiSWAGRegressor(**fast_params).fit(X, y, sample_weight=np.ones(len(X)))
+    np.testing.assert_array_equal(plain.swag_mean_, ones.swag_mean_)
+
+
+def test_weights_need_an_elementwise_criterion(regression_data, fast_params):
+    class Scalar(nn.Module):
+        def forward(self, y_pred, y_true):
+            return ((y_pred - y_true) ** 2).mean()
+
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "criterion": Scalar})
+    with pytest.raises(ValueError, match="elementwise"):
+        reg.fit(X, y, sample_weight=np.arange(len(X)) % 3)
+    reg.fit(X, y, sample_weight=np.full(len(X), 2.0))  # uniform weights are fine
+
+
+@pytest.mark.parametrize("bad, match", [(-1.0, "(?i)negative"), (0.0, "zero")])
+def test_bad_weights_are_refused(regression_data, fast_params, bad, match):
+    X, y = regression_data
+    weights = np.ones(len(X)) if bad < 0 else np.zeros(len(X))
+    weights[0] = bad
+    with pytest.raises(ValueError, match=match):
+        MultiSWAGRegressor(**fast_params).fit(X, y, sample_weight=weights)
+
+
+def test_merged_rows_sum_weights_and_drop_zeros():
+    X = np.array([[1, 2], [0, 0], [1, 2], [3, 3]], dtype=np.float32)
+    y = np.array([[5.0], [1.0], [5.0], [2.0]])
+    Xm, ym, wm = _merge_identical_rows(X, y, np.array([1.0, 2.0, 3.0, 0.0]))
+    np.testing.assert_array_equal(Xm, [[0, 0], [1, 2]])
+    np.testing.assert_array_equal(ym, [[1.0], [5.0]])
+    np.testing.assert_array_equal(wm, [2.0, 4.0])
+    # Same features, other target: two rows.
+    _, ym, _ = _merge_identical_rows(X[:2] * 0, y[:2], np.ones(2))
+    assert len(ym) == 2
+
+
+@pytest.mark.parametrize("criterion", [nn.MSELoss(), nn.L1Loss(reduction="sum")])
+def test_weighted_loss_is_the_loss_of_repeated_rows(criterion):
+    g = torch.Generator().manual_seed(0)
+    y_pred = torch.randn(3, 5, 2, generator=g)
+    y_true = torch.randn(5, 2, generator=g)
+    counts = torch.tensor([1.0, 3.0, 2.0, 1.0, 4.0])
+    loss = ParticleLoss(criterion, weighted=True)
+    weighted = loss.per_particle(
+        y_pred, torch.cat([y_true, (counts / counts.mean())[:, None]], 1)
+    )
+    index = torch.repeat_interleave(torch.arange(5), counts.long())
+    plain = ParticleLoss(criterion).per_particle(y_pred[:, index], y_true[index])
+    if criterion.reduction == "sum":  # weights scaled to mean 1 scale a sum
+        weighted = weighted * counts.mean()
+    torch.testing.assert_close(weighted, plain)
+
+
+def test_weighted_noise_factor_equals_repeated_rows():
+    rng = np.random.RandomState(0)
+    r, v, b = rng.randn(6, 1), rng.rand(6, 1) * 0.1, rng.rand(6, 1) + 0.5
+    counts = np.array([1, 3, 2, 1, 4, 2])
+    weighted = held_out_noise_factor(r, v, b, counts.astype(float))
+    idx = np.repeat(np.arange(6), counts)
+    repeated = held_out_noise_factor(r[idx], v[idx], b[idx])
+    np.testing.assert_allclose(weighted, repeated, rtol=1e-9)
+
+
+# -- the SWAG phase -----------------------------------------------------------------
+def test_learning_rate_plan_anneals_along_a_cosine():
+    plan = LearningRatePlan(lr=0.1, swa_lr=0.02, start_epoch=10, anneal_epochs=4)
+    assert [plan.rate(e) for e in (1, 10)] == [0.1, 0.1]
+    for k in range(1, 5):
+        expected = 0.1 + (0.02 - 0.1) * (1 - math.cos(math.pi * k / 4)) / 2
+        assert plan.rate(10 + k) == pytest.approx(expected)
+    assert plan.rate(14) == pytest.approx(0.02) and plan.rate(30) == 0.02
+    assert LearningRatePlan(0.1, 0.02, 10, 0).rate(11) == 0.02
+
+
+def test_swa_lr_reaches_the_optimizer_and_the_history(regression_data, fast_params):
+    X, y = regression_data
+    params = {**fast_params, "pretrain_epochs": 6, "swag_epochs": 6}
+    reg = MultiSWAGRegressor(**params, swa_lr=0.1, anneal_epochs=2).fit(X, y)
+    history = reg.history_
+    np.testing.assert_array_equal(history["epoch"], np.arange(1, 13))
+    assert list(history["phase"]) == ["pretrain"] * 6 + ["swag"] * 6
+    np.testing.assert_allclose(history["lr"][:6], 0.03)
+    np.testing.assert_allclose(history["lr"][6:8], [0.065, 0.1])
+    np.testing.assert_allclose(history["lr"][8:], 0.1)
+    # Without swa_lr the rate stays lr.
+    plain = MultiSWAGRegressor(**params).fit(X, y)
+    np.testing.assert_allclose(plain.history_["lr"], 0.03)
+    # A higher SWAG rate makes the iterates move more: a wider posterior.
+    assert (reg.swag_sq_mean_ - reg.swag_mean_**2).mean() > (
+        plain.swag_sq_mean_ - plain.swag_mean_**2
+    ).mean()
+
+
+@pytest.mark.parametrize(
+    "batch_size, swag_every, snapshots",
+    [(None, 1.0, 10), (None, 2.0, 5), (16, 1.0, 10), (16, 0.5, 20), (16, 0.25, 40)],
+)
+def test_swag_every_sets_the_snapshots(
+    regression_data, fast_params, batch_size, swag_every, snapshots
+):
+    X, y = regression_data  # 64 rows, 58 after the held-out 10%: 4 batches of 16
+    params = {**fast_params, "batch_size": batch_size, "rank": 50}
+    reg = MultiSWAGRegressor(**params, swag_every=swag_every).fit(X, y)
+    np.testing.assert_array_equal(reg.n_snapshots_, snapshots)
+    assert reg.swag_deviations_.shape[1] == snapshots
+
+
+def test_history_records_each_particles_loss(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    loss = reg.history_["train_loss"]
+    assert loss.shape == (3, 70)
+    # Full batch: the last epoch's loss is the loss of the last batch.
+    np.testing.assert_allclose(loss[:, -1], reg.train_loss_, rtol=1e-6)
+    assert np.all(loss[:, -1] < loss[:, 0])
