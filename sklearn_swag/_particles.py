@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -197,6 +197,9 @@ class TrainingPlan:
     max_threads: int | None = None
     #: Whether the targets carry a last column of row weights.
     weighted: bool = False
+    #: The user's skorch callbacks (instances or ``(name, instance)``),
+    #: copied into every group.
+    callbacks: list = field(default_factory=list)
     #: How the particle stacks evaluate; set by :meth:`check`.
     stack_mode: str = "auto"
     #: Floating-point operations of one row's forward pass; set by
@@ -457,6 +460,24 @@ class _GroupNet(NeuralNet):
         except KeyboardInterrupt as exc:
             raise _Interrupted from exc
 
+    def predict(self, X):
+        """The mean over the group's particles, in the units the networks learn.
+
+        What a user's scoring callback (``EpochScoring``) gets from
+        ``net.predict``: one prediction per row, as from a single network.
+        """
+        X = getattr(X, "X", X)  # a skorch Dataset
+        X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device)
+        stack = self.module_
+        training = stack.training
+        try:
+            with torch.no_grad():
+                out = stack.eval()(X_t).mean(dim=0)
+        finally:
+            stack.train(training)
+        out = out.cpu().numpy()
+        return out[:, 0] if out.shape[1] == 1 else out
+
     def get_iterator(self, dataset, training=False):
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         batch_size = kwargs.pop("batch_size", self.batch_size)
@@ -525,17 +546,20 @@ def fit_group(
         every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
     )
     history = TrainingHistory(plan.pretrain_epochs)
-    callbacks: list = [
-        ("divergence", DivergenceCheck(list(map(int, particle_ids)))),
-        ("learning_rate", LearningRatePlan(
-            plan.lr,
-            plan.lr if plan.swa_lr is None else plan.swa_lr,
-            plan.pretrain_epochs,
-            plan.anneal_epochs,
-        )),
-        ("swag", collector),
-        ("history", history),
-    ]  # fmt: skip
+    callbacks: list = [("divergence", DivergenceCheck(list(map(int, particle_ids))))]
+    if plan.swa_lr is not None:
+        callbacks.append(
+            (
+                "learning_rate",
+                LearningRatePlan(
+                    plan.lr, plan.swa_lr, plan.pretrain_epochs, plan.anneal_epochs
+                ),
+            )
+        )
+    callbacks += [("swag", collector), ("history", history)]
+    # The user's callbacks, a copy for every group: after the SWAG collection
+    # (so a learning-rate scheduler steps after the epoch it ran).
+    callbacks += [copy.deepcopy(cb) for cb in plan.callbacks]
     if plan.verbose:
         first, last = int(particle_ids[0]), int(particle_ids[-1])
         callbacks.append(("progress", EpochProgress(f"particles {first}-{last}")))
@@ -606,7 +630,12 @@ def fit_group(
         "deviations": deviations.numpy(),
         "n_snapshots": n_snapshots.numpy(),
         "train_loss": criterion.last_losses.cpu().numpy().astype(np.float64),
-        "history": history.as_arrays(),
+        "history": {
+            **history.as_arrays(),
+            "skorch": [
+                {k: v for k, v in row.items() if k != "batches"} for row in net.history
+            ],
+        },
     }
 
 
@@ -622,5 +651,6 @@ def merge_groups(results: list[dict]) -> dict:
     merged["history"] = {
         "train_loss": np.concatenate([h["train_loss"] for h in histories]),
         "lr": histories[0]["lr"],
+        "groups": [h["skorch"] for h in histories],
     }
     return merged

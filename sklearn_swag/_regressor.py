@@ -168,6 +168,19 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         None is :class:`torch.nn.MSELoss` with ``noise="homoscedastic"`` and
         the Gaussian negative log-likelihood of the mean and variance outputs
         with ``noise="heteroscedastic"``.
+    callbacks : list of skorch callbacks or None, default=None
+        skorch callbacks (instances or ``(name, callback)`` pairs) that run in
+        every particle group, a copy each, after the package's own. They see
+        the group's skorch net: its ``module_`` is the stack of the group's
+        particles (outputs of shape (n_particles, n_rows, n_outputs)), its
+        optimizer updates every particle at once, and ``net.predict(X)`` is
+        the mean over the group's particles, in the units the networks learn
+        (standardised targets with ``normalize_y``). They may record scores
+        (``EpochScoring``, ``PassthroughScoring``; the group's records land in
+        ``history_["groups"]``) and change the learning rate
+        (``LRScheduler``, not together with ``swa_lr``); they must not change
+        the module, the criterion or the data. skorch's ``EarlyStopping`` is
+        refused (it stops by raising ``KeyboardInterrupt``).
     device : str, torch.device or list of them, default="cpu"
         Where particles train and predict: "cpu", "cuda" (the particle groups
         go round robin over the visible GPUs), "cuda:<index>", or a list of
@@ -247,7 +260,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         ``"phase"`` ("pretrain" or "swag"), ``"lr"`` (the learning rate) and
         ``"train_loss"`` of shape (n_models, n_epochs) (each particle's mean
         training loss over the epoch's batches, in the units the networks
-        learn: standardised targets with ``normalize_y``).
+        learn: standardised targets with ``normalize_y``), and ``"groups"``,
+        each particle group's skorch history (a list of one dict per epoch,
+        with what the user's ``callbacks`` recorded).
     particles_ : ParticleStack
         The trained networks (structure, final weights, buffers) on the CPU.
     particle_seeds_ : ndarray of shape (n_models, 3)
@@ -358,6 +373,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "optimizer": [callable],
         "criterion": [callable, None],
+        "callbacks": [list, tuple, None],
         "device": [str, torch.device, list, tuple],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
@@ -386,6 +402,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         validation_fraction=0.1,
         optimizer=torch.optim.Adam,
         criterion=None,
+        callbacks=None,
         device="cpu",
         n_jobs=None,
         verbose=0,
@@ -411,6 +428,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.optimizer = optimizer
         self.criterion = criterion
+        self.callbacks = callbacks
         self.device = device
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -598,6 +616,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             deviation_dtype=self.deviation_dtype,
             verbose=self.verbose,
             weighted=weighted,
+            callbacks=_checked_callbacks(self.callbacks, self.swa_lr),
         )
         # Every particle is initialised here, one after another: worker threads
         # share the global torch random state, so they must not seed it.
@@ -921,6 +940,37 @@ def _merge_identical_rows(
     )
 
 
+def _checked_callbacks(callbacks, swa_lr) -> list:
+    """The user's skorch callbacks, or a clear error before any training."""
+    from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+
+    checked = []
+    for entry in callbacks or ():
+        named = isinstance(entry, tuple) and len(entry) == 2
+        callback = entry[1] if named else entry
+        if (
+            named
+            and not isinstance(entry[0], str)
+            or not isinstance(callback, Callback)
+        ):
+            raise TypeError(
+                "callbacks must hold skorch callbacks or (name, callback) pairs; "
+                f"got {entry!r}."
+            )
+        if isinstance(callback, EarlyStopping):
+            raise ValueError(
+                "skorch's EarlyStopping stops a fit by raising KeyboardInterrupt, "
+                "which stops the whole MultiSWAG fit; leave it out."
+            )
+        if isinstance(callback, LRScheduler) and swa_lr is not None:
+            raise ValueError(
+                "swa_lr sets the learning rate of every epoch, which an "
+                "LRScheduler callback would fight; use one or the other."
+            )
+        checked.append(entry)
+    return checked
+
+
 def _history(history: dict, pretrain_epochs: int) -> dict:
     """The fitted ``history_``: per-epoch arrays."""
     lr = history["lr"]
@@ -930,6 +980,7 @@ def _history(history: dict, pretrain_epochs: int) -> dict:
         "phase": np.where(epoch <= pretrain_epochs, "pretrain", "swag"),
         "lr": lr,
         "train_loss": history["train_loss"],
+        "groups": history["groups"],
     }
 
 

@@ -156,3 +156,62 @@ def test_history_records_each_particles_loss(regression_data, fast_params):
     # Full batch: the last epoch's loss is the loss of the last batch.
     np.testing.assert_allclose(loss[:, -1], reg.train_loss_, rtol=1e-6)
     assert np.all(loss[:, -1] < loss[:, 0])
+
+
+# -- the user's skorch callbacks -----------------------------------------------------
+def test_an_lr_scheduler_runs_in_every_group(regression_data, fast_params):
+    from skorch.callbacks import LRScheduler
+    from torch.optim.lr_scheduler import StepLR
+
+    X, y = regression_data
+    scheduler = LRScheduler(policy=StepLR, step_size=20, gamma=0.5)
+    params = {**fast_params, "n_models": 2, "n_jobs": 2}
+    reg = MultiSWAGRegressor(**params, callbacks=[scheduler]).fit(X, y)
+    np.testing.assert_allclose(reg.history_["lr"][[0, 19, 20, 40, 69]], [
+        0.03, 0.03, 0.015, 0.0075, 0.00375,
+    ])  # fmt: skip
+    assert len(reg.history_["groups"]) == 2
+    assert not hasattr(scheduler, "lr_scheduler_")  # the user's copy untouched
+    # Without it: a constant rate, and a different fit.
+    plain = MultiSWAGRegressor(**params).fit(X, y)
+    assert not np.allclose(plain.swag_mean_, reg.swag_mean_)
+
+
+def test_a_scoring_callback_records_the_groups_mean_prediction(
+    regression_data, fast_params
+):
+    from skorch.callbacks import EpochScoring
+
+    X, y = regression_data
+    scoring = EpochScoring("neg_mean_squared_error", on_train=True, name="mse")
+    params = {**fast_params, "validation_fraction": 0.0, "normalize_y": False}
+    reg = MultiSWAGRegressor(**params, callbacks=[("mse", scoring)]).fit(X, y)
+    last = reg.history_["groups"][0][-1]
+    # The group's prediction at its final weights: the mean over its particles.
+    stack = reg.particles_
+    with torch.no_grad():
+        mean = stack.eval()(torch.as_tensor(X)).mean(0)[:, 0].numpy()
+    assert last["mse"] == pytest.approx(-np.mean((mean - y) ** 2), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "callbacks, params, error, match",
+    [
+        ("early", {}, ValueError, "EarlyStopping"),
+        ("scheduler", {"swa_lr": 0.1}, ValueError, "swa_lr"),
+        ([object()], {}, TypeError, "skorch callbacks"),
+    ],
+)
+def test_callbacks_that_cannot_work_are_refused(
+    regression_data, fast_params, callbacks, params, error, match
+):
+    from skorch.callbacks import EarlyStopping, LRScheduler
+
+    if callbacks == "early":
+        callbacks = [EarlyStopping()]
+    elif callbacks == "scheduler":
+        callbacks = [LRScheduler()]
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params, **params, callbacks=callbacks)
+    with pytest.raises(error, match=match):
+        reg.fit(X, y)
