@@ -1,7 +1,7 @@
 """Does the SWAG posterior earn its place? MultiSWAG on real regression data.
 
 Data sets (``--data``, names separated by commas; ``uci`` for the eight UCI
-sets, ``all`` for everything):
+sets, ``all``, the default, for everything):
 
 - ``wine``: the red wines of the UCI Wine Quality data (1,599 rows, 11 inputs,
   target ``quality``), read from ``../shared/data/winequalityN.csv`` relative to
@@ -44,14 +44,13 @@ they follow the package's defaults (printed at the top):
   ``swag_epochs=0``, ``pretrain_epochs`` = the default pretrain + SWAG epochs,
   the default ``n_models``;
 - ``ensemble_time``: the same deep ensemble given the wall time of
-  ``multiswag``. On the first split of each data set, run before the others,
-  ``multiswag`` and ``ensemble`` are fitted in the same process (after a tiny
-  warm-up fit, with the other models, then once more each), and
-  ``ratio = fit seconds of multiswag / fit seconds of ensemble``, the shorter
-  of the two fits of each;
-  ``ensemble_time`` then has ``max(n_models, round(n_models * ratio))``
-  particles on every split of that data set (its fit seconds in the table show
-  how close the match came);
+  ``multiswag``. The first split of each data set runs before the others; in
+  its process (after a tiny warm-up fit) ``multiswag`` and ``ensemble`` are
+  fitted with the other models and then once more each, and ``ratio`` is the
+  shorter fit time of ``multiswag`` over the shorter one of ``ensemble``.
+  ``ensemble_time`` has ``max(n_models, round(n_models * ratio))`` particles
+  on every split of that data set (never fewer than ``ensemble``); its fit
+  seconds in the table show how close the match came;
 - ``swag``: one SWAG particle (``n_models=1``);
 - ``gp``: a Gaussian process with an ARD RBF kernel plus white noise, only where
   the training part has at most ``--gp-max-rows`` rows (default 2,000);
@@ -73,14 +72,15 @@ deep-ensemble NLL (Lakshminarayanan et al. 2017, Table 1; 5 networks,
 adversarial training), and two verdicts from paired differences over the
 splits, ``d = NLL(multiswag) - NLL(other)`` per split: "yes" where
 ``mean(d) < -s.e.(d)``, i.e. multiswag is better by more than one standard
-error. For red wine the goal check of ``multiswag`` follows its table.
+error. For red wine (``wine`` and ``wine-red``) the goal check of ``multiswag``
+follows its table.
 
 ``--jobs N`` fits the splits in ``N`` joblib (loky) processes, torch limited to
 one thread in each; the estimator keeps its default ``n_jobs``.
 
 Run from the repository root::
 
-    python benchmarks/bench_uci.py --data uci --jobs 2          # the full study
+    python benchmarks/bench_uci.py --data all --jobs 2          # the full study
     python benchmarks/bench_uci.py --data wine --splits 5 --jobs 2
     python benchmarks/bench_uci.py --data yacht,energy --splits 2 \\
         --models multiswag,scale0,ensemble,swag,bayesian_ridge

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import warnings
 from numbers import Integral, Real
 
@@ -39,7 +40,7 @@ from ._sklearn_compat import (
     _fit_context,
     validate_data,
 )
-from ._stacking import elementwise_loss
+from ._stacking import ParticleStack, elementwise_loss
 
 #: Prefixes of the parameters routed to the parts that skorch builds.
 ROUTED_PREFIXES = ("module__", "optimizer__", "criterion__", "iterator_train__")
@@ -199,6 +200,13 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         would only wait on each other. Every particle's seeds are the same
         for any value, so results agree up to floating-point rounding (see
         the Notes).
+    warm_start : bool, default=False
+        When True, ``fit`` keeps the particles fitted before and trains only
+        the new ones up to ``n_models`` (on the same data, which is checked),
+        then refits the noise with all of them. Particle ``i`` is the one a
+        fresh fit with ``n_models > i`` would train, so an ensemble can grow
+        until a validation score stops improving, at the cost of the new
+        particles alone.
     verbose : int, default=0
         Above 0, a progress bar over the epochs of each group.
     random_state : int, RandomState instance or None, default=None
@@ -376,6 +384,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         "callbacks": [list, tuple, None],
         "device": [str, torch.device, list, tuple],
         "n_jobs": [Integral, None],
+        "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
@@ -405,6 +414,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         callbacks=None,
         device="cpu",
         n_jobs=None,
+        warm_start=False,
         verbose=0,
         random_state=None,
         **kwargs,
@@ -431,6 +441,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.callbacks = callbacks
         self.device = device
         self.n_jobs = n_jobs
+        self.warm_start = warm_start
         self.verbose = verbose
         self.random_state = random_state
         self._routed = dict(kwargs)
@@ -589,7 +600,17 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         y_mean, y_scale = _target_scaling(y2d, self._normalizes_y(), weights)
         y_train = ((y2d - y_mean) / y_scale).astype(np.float32)
 
-        root = root_seed(self.random_state)
+        fingerprint = _fingerprint(X, y2d, weights)
+        kept = self._kept_particles(fingerprint)
+        if kept == self.n_models:
+            warnings.warn(
+                f"warm_start=True and n_models={self.n_models} particles are "
+                "fitted already: nothing to train; raise n_models to add some.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        root = self._root_seed if kept else root_seed(self.random_state)
         seeds = particle_seeds(root, self.n_models)
         train, held_out = _validation_split(
             X, self.validation_fraction, derived_rng(root, SPLIT_STREAM), weights
@@ -620,7 +641,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         )
         # Every particle is initialised here, one after another: worker threads
         # share the global torch random state, so they must not seed it.
-        modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
+        modules = [plan.build_module(s) for s in seeds[kept:, INIT_SEED]]
         if _has_batch_norm(modules[0]) and len(train) < 2:
             raise ValueError(
                 "A network with BatchNorm layers needs at least 2 training rows "
@@ -633,7 +654,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             w_train = weights[train] / weights[train].mean()
             y_fit = np.concatenate([y_fit, w_train[:, None].astype(np.float32)], 1)
         n_jobs = max(1, effective_n_jobs(self.n_jobs))
-        groups = partition(self.n_models, n_jobs)
+        groups = partition(self.n_models - kept, n_jobs)
         group_device = group_devices(devices, len(groups))
         n_workers = min(n_jobs, len(groups))
         plan.max_threads = max(1, cpu_count() // n_workers)
@@ -644,14 +665,16 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
                     plan,
                     X_train,
                     y_fit,
-                    ids,
-                    seeds[ids],
+                    ids + kept,
+                    seeds[ids + kept],
                     dev,
                     [modules[i] for i in ids],
                 )
                 for ids, dev in zip(groups, group_device, strict=True)
             )
         merged = merge_groups(results)
+        if kept:  # warm start: the particles fitted before come first
+            merged = self._with_fitted_particles(merged)
 
         self.particles_ = merged["stack"]
         self.swag_mean_ = merged["mean"]
@@ -661,6 +684,8 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.train_loss_ = merged["train_loss"]
         self.history_ = _history(merged["history"], self.pretrain_epochs)
         self.particle_seeds_ = seeds
+        self._root_seed = root
+        self._fingerprint = fingerprint
         self.n_params_ = self.particles_.n_params
         self.n_outputs_ = n_outputs
         self.y_mean_ = y_mean
@@ -681,6 +706,54 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.n_train_samples_ = len(train)
         rows = held_out if len(held_out) else train
         self._fit_noise(X, y_train, rows, weights[rows])
+
+    def _kept_particles(self, fingerprint: str) -> int:
+        """How many fitted particles a warm start keeps (0 for a fresh fit)."""
+        if not self.warm_start or "swag_mean_" not in vars(self):
+            return 0
+        kept = len(self.swag_mean_)
+        if self.n_models < kept:
+            raise ValueError(
+                f"warm_start=True keeps the {kept} fitted particles: n_models="
+                f"{self.n_models} must be at least that; set warm_start=False to "
+                "fit fewer."
+            )
+        if fingerprint != vars(self).get("_fingerprint"):
+            raise ValueError(
+                "warm_start=True adds particles to a fit on the same data, but "
+                "these data differ from the data fitted before; set "
+                "warm_start=False to fit them afresh."
+            )
+        return kept
+
+    def _with_fitted_particles(self, new: dict) -> dict:
+        """The fitted particles followed by the ``new`` ones."""
+        old_k, new_k = self.swag_deviations_.shape[1], new["deviations"].shape[1]
+        old_e = self.history_["train_loss"].shape[1]
+        new_e = new["history"]["train_loss"].shape[1]
+        if old_k != new_k or old_e != new_e:
+            raise ValueError(
+                "warm_start=True adds particles like the fitted ones: the new "
+                f"ones hold {new_k} deviations over {new_e} epochs, the fitted "
+                f"{old_k} over {old_e}; keep rank and the epochs, or set "
+                "warm_start=False."
+            )
+        joined = {
+            "stack": ParticleStack.concatenate([self.particles_, new["stack"]]),
+            "mean": np.concatenate([self.swag_mean_, new["mean"]]),
+            "sq_mean": np.concatenate([self.swag_sq_mean_, new["sq_mean"]]),
+            "deviations": np.concatenate([self.swag_deviations_, new["deviations"]]),
+            "n_snapshots": np.concatenate([self.n_snapshots_, new["n_snapshots"]]),
+            "train_loss": np.concatenate([self.train_loss_, new["train_loss"]]),
+        }
+        joined["history"] = {
+            "train_loss": np.concatenate(
+                [self.history_["train_loss"], new["history"]["train_loss"]]
+            ),
+            "lr": new["history"]["lr"],
+            "groups": self.history_["groups"] + new["history"]["groups"],
+        }
+        return joined
 
     def _fit_noise(self, X, y_scaled, rows, weights):
         """Noise variance (homoscedastic) or its calibration (heteroscedastic).
@@ -938,6 +1011,15 @@ def _merge_identical_rows(
         unique[keep, n_features:],
         summed[keep],
     )
+
+
+def _fingerprint(X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> str:
+    """A digest of the training data, to tell a warm start the data are the same."""
+    digest = hashlib.sha256()
+    for array in (X, y, weights):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _checked_callbacks(callbacks, swa_lr) -> list:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_swag import MultiSWAGRegressor
+from sklearn_swag import MultiSWAGRegressor, _regressor
 from sklearn_swag._callbacks import LearningRatePlan
 from sklearn_swag._noise import held_out_noise_factor
 from sklearn_swag._regressor import _merge_identical_rows
@@ -215,3 +215,70 @@ def test_callbacks_that_cannot_work_are_refused(
     reg = MultiSWAGRegressor(**fast_params, **params, callbacks=callbacks)
     with pytest.raises(error, match=match):
         reg.fit(X, y)
+
+
+# -- warm_start -----------------------------------------------------------------------
+def test_warm_start_grows_the_ensemble_like_a_fresh_fit(regression_data, fast_params):
+    X, y = regression_data
+    params = {**fast_params, "optimizer__foreach": True}  # same rounding any size
+    reg = MultiSWAGRegressor(**{**params, "n_models": 2}, warm_start=True).fit(X, y)
+    first = reg.swag_mean_.copy()
+    trained = []
+    original = _regressor.fit_group
+
+    def spy(plan, X, y, ids, *args, **kwargs):
+        trained.extend(int(i) for i in ids)
+        return original(plan, X, y, ids, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sklearn_swag._regressor.fit_group", spy)
+        reg.set_params(n_models=4).fit(X, y)
+    assert trained == [2, 3]  # only the new particles trained
+    np.testing.assert_array_equal(reg.swag_mean_[:2], first)
+    fresh = MultiSWAGRegressor(**{**params, "n_models": 4}).fit(X, y)
+    np.testing.assert_array_equal(reg.swag_mean_, fresh.swag_mean_)
+    np.testing.assert_array_equal(reg.particle_seeds_, fresh.particle_seeds_)
+    np.testing.assert_allclose(reg.predict(X), fresh.predict(X), rtol=1e-12)
+    assert reg.history_["train_loss"].shape == (4, 70)
+
+
+def test_warm_start_without_new_particles_warns(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params, warm_start=True).fit(X, y)
+    mean = reg.swag_mean_
+    with pytest.warns(UserWarning, match="nothing to train"):
+        reg.fit(X, y)
+    assert reg.swag_mean_ is mean
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"n_models": 2}, "at least"),
+        ({"n_models": 4, "rank": 2}, "deviations"),
+        ("data", "data differ"),
+    ],
+)
+def test_warm_start_refuses_what_it_cannot_grow(
+    regression_data, fast_params, change, match
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params, warm_start=True).fit(X, y)
+    before = reg.predict(X)
+    if change == "data":
+        reg.set_params(n_models=4)
+        y = y + 1.0
+    else:
+        reg.set_params(**change)
+    with pytest.raises(ValueError, match=match):
+        reg.fit(X, y)
+    np.testing.assert_array_equal(reg.predict(X), before)  # the fit is kept
+
+
+def test_without_warm_start_a_refit_starts_over(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    first = reg.swag_mean_.copy()
+    reg.set_params(n_models=4).fit(X, y)
+    assert reg.swag_mean_.shape[0] == 4
+    np.testing.assert_allclose(reg.swag_mean_[:3], first, atol=1e-5)
