@@ -33,6 +33,7 @@ from ._particles import (
 )
 from ._predictive import component_moments, function_draws
 from ._sklearn_compat import (
+    HasMethods,
     Interval,
     InvalidParameterError,
     StrOptions,
@@ -362,7 +363,8 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "module": [None, callable],
+        # A skorch net is accepted here so that fit can point to from_skorch.
+        "module": [None, callable, HasMethods(["initialize", "partial_fit"])],
         "n_models": [Interval(Integral, 1, None, closed="left")],
         "rank": [Interval(Integral, 0, None, closed="left")],
         "deviation_dtype": [StrOptions({"float32", "float16"})],
@@ -447,6 +449,78 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self._routed = dict(kwargs)
 
     # -- parameters ------------------------------------------------------------------
+    @classmethod
+    def from_skorch(cls, net, **params):
+        """A MultiSWAG regressor that trains what a skorch net trains.
+
+        The net lends its recipe to every particle: ``module`` and its
+        ``module__*`` parameters, ``optimizer``, ``criterion`` (and their
+        routed parameters), ``lr``, ``batch_size``, ``max_epochs`` (as
+        ``pretrain_epochs``, the SWAG epochs follow), ``callbacks``,
+        ``iterator_train__shuffle``/``drop_last`` and ``device``. What has no
+        counterpart here (its ``train_split``, dataset and iterator classes,
+        other iterator options) is left out, with a warning naming it.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            A configured (fitted or not) skorch net, typically a
+            ``NeuralNetRegressor``.
+        **params : dict
+            Parameters of the regressor, which take precedence over the net's
+            (``n_models``, ``swag_epochs``, ``rank``, ...).
+
+        Returns
+        -------
+        MultiSWAGRegressor
+            An unfitted estimator.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skorch import NeuralNetRegressor
+        >>> from sklearn_swag import MLP, MultiSWAGRegressor
+        >>> net = NeuralNetRegressor(MLP, module__n_features=3, module__n_outputs=1,
+        ...                          optimizer=torch.optim.Adam, lr=0.01,
+        ...                          max_epochs=40, batch_size=32)
+        >>> reg = MultiSWAGRegressor.from_skorch(net, n_models=4, swag_epochs=20)
+        >>> reg.pretrain_epochs, reg.swag_epochs, reg.lr, reg.optimizer.__name__
+        (40, 20, 0.01, 'Adam')
+        """
+        from skorch import NeuralNet
+
+        if not isinstance(net, NeuralNet):
+            raise TypeError(f"from_skorch needs a skorch net, got {net!r}.")
+        given = net.get_params(deep=False)
+        batch_size = given.get("batch_size", 128)
+        recipe = {
+            "module": given["module"],
+            "optimizer": given["optimizer"],
+            "criterion": given["criterion"],
+            "lr": given["lr"],
+            "batch_size": None if batch_size in (None, -1) else batch_size,
+            "pretrain_epochs": given["max_epochs"],
+            "callbacks": list(given.get("callbacks") or []) or None,
+            "device": given.get("device") or "cpu",
+        }
+        ignored = []
+        for key, value in given.items():
+            if key.startswith(("module__", "optimizer__", "criterion__")):
+                recipe[key] = value
+            elif key.startswith("iterator_train__"):
+                if key[len("iterator_train__") :] in _ITERATOR_KEYS:
+                    recipe[key] = value
+                else:
+                    ignored.append(key)
+        if ignored:
+            warnings.warn(
+                f"from_skorch leaves out {sorted(ignored)}: the particle batches "
+                f"take {list(_ITERATOR_KEYS)} only.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return cls(**{**recipe, **params})
+
     def _routed_params(self) -> dict:
         return dict(vars(self).get("_routed", {}))
 
@@ -804,6 +878,14 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"Unknown iterator_train parameter(s) {sorted(unknown)}: the "
                 f"particle batches accept {list(_ITERATOR_KEYS)}."
+            )
+        from skorch import NeuralNet
+
+        if isinstance(self.module, NeuralNet):
+            raise TypeError(
+                "module is a skorch net; build the estimator with "
+                "MultiSWAGRegressor.from_skorch(net, ...) to take its module, "
+                "optimizer, criterion, learning rate, epochs and callbacks."
             )
         for name in ("module", "criterion"):
             part = getattr(self, name)

@@ -7,9 +7,11 @@ import pytest
 from sklearn.base import BaseEstimator
 
 from sklearn_swag._sklearn_compat import (
+    HasMethods,
     Interval,
     InvalidParameterError,
     StrOptions,
+    _check_sample_weight,
     _fit_context,
     validate_data,
 )
@@ -19,11 +21,13 @@ class _Probe(BaseEstimator):
     _parameter_constraints = {
         "alpha": [Interval(Real, 0, None, closed="left")],
         "kind": [StrOptions({"a", "b"})],
+        "part": [None, HasMethods(["fit"])],
     }
 
-    def __init__(self, alpha=1.0, kind="a"):
+    def __init__(self, alpha=1.0, kind="a", part=None):
         self.alpha = alpha
         self.kind = kind
+        self.part = part
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -44,3 +48,19 @@ def test_validate_data_checks_features_on_reuse():
     est = _Probe().fit(np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match="features"):
         validate_data(est, np.zeros((3, 4)), reset=False)
+
+
+def test_has_methods_accepts_objects_with_them():
+    X, y = np.zeros((3, 2)), np.zeros(3)
+    _Probe(part=_Probe()).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="part"):
+        _Probe(part=object()).fit(X, y)
+
+
+def test_check_sample_weight():
+    X = np.zeros((3, 2))
+    np.testing.assert_array_equal(_check_sample_weight(None, X), np.ones(3))
+    with pytest.raises(ValueError, match="(?i)negative"):
+        _check_sample_weight(np.array([1.0, -1.0, 1.0]), X, ensure_non_negative=True)
+    with pytest.raises(ValueError):
+        _check_sample_weight(np.ones(4), X)

@@ -282,3 +282,60 @@ def test_without_warm_start_a_refit_starts_over(regression_data, fast_params):
     reg.set_params(n_models=4).fit(X, y)
     assert reg.swag_mean_.shape[0] == 4
     np.testing.assert_allclose(reg.swag_mean_[:3], first, atol=1e-5)
+
+
+# -- a skorch net as the recipe --------------------------------------------------------
+def test_from_skorch_takes_the_nets_recipe(regression_data):
+    from networks import SeedNet
+    from skorch import NeuralNetRegressor
+    from skorch.callbacks import LRScheduler
+    from torch.optim.lr_scheduler import StepLR
+
+    X, y = regression_data
+    net = NeuralNetRegressor(
+        SeedNet,
+        module__input_dim=3,
+        criterion=nn.L1Loss,
+        optimizer=torch.optim.Adam,
+        optimizer__weight_decay=1e-4,
+        lr=0.02,
+        max_epochs=30,
+        batch_size=16,
+        callbacks=[LRScheduler(policy=StepLR, step_size=10, gamma=0.5)],
+        iterator_train__shuffle=True,
+    )
+    reg = MultiSWAGRegressor.from_skorch(net, n_models=2, swag_epochs=10, rank=3)
+    params = reg.get_params()
+    assert params["module"] is SeedNet and params["module__input_dim"] == 3
+    assert params["criterion"] is nn.L1Loss and params["optimizer"] is torch.optim.Adam
+    assert params["optimizer__weight_decay"] == 1e-4
+    assert (params["lr"], params["batch_size"], params["pretrain_epochs"]) == (
+        0.02, 16, 30,
+    )  # fmt: skip
+    assert params["swag_epochs"] == 10 and params["n_models"] == 2
+    reg.fit(X, y)
+    np.testing.assert_allclose(reg.history_["lr"][[0, 10, 20, 39]], [
+        0.02, 0.01, 0.005, 0.0025,
+    ])  # fmt: skip
+    # An unfitted clone, in a pipeline or a search, is the same recipe.
+    from sklearn.base import clone
+
+    assert clone(reg).get_params()["optimizer__weight_decay"] == 1e-4
+
+
+def test_from_skorch_says_what_it_leaves_out():
+    from skorch import NeuralNetRegressor
+
+    net = NeuralNetRegressor(nn.Linear, iterator_train__num_workers=2)
+    with pytest.warns(UserWarning, match="iterator_train__num_workers"):
+        MultiSWAGRegressor.from_skorch(net)
+    with pytest.raises(TypeError, match="skorch net"):
+        MultiSWAGRegressor.from_skorch(nn.Linear(1, 1))
+
+
+def test_a_skorch_net_as_module_points_to_from_skorch(regression_data):
+    from skorch import NeuralNetRegressor
+
+    X, y = regression_data
+    with pytest.raises(TypeError, match="from_skorch"):
+        MultiSWAGRegressor(NeuralNetRegressor(nn.Linear)).fit(X, y)
