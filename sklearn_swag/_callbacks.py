@@ -182,6 +182,108 @@ class TrainingHistory(Callback):
         }
 
 
+class _PretrainingDone(Exception):
+    """Every particle of the group has stopped improving on the held-out rows."""
+
+
+class PretrainingMonitor(Callback):
+    """Early stopping of the pretraining, particle by particle.
+
+    At the end of every epoch each particle's loss on the held-out rows is
+    measured (eval mode). A particle whose loss has not fallen below its best
+    by more than ``tol`` for ``n_iter_no_change`` epochs stops: its weights
+    and buffers of its best epoch are kept, and nothing it does later counts.
+    When every particle of the group has stopped, the pretraining ends
+    (:class:`_PretrainingDone`); :meth:`restore_best` then puts every
+    particle back at its best epoch. A particle's best epoch depends on its
+    own losses alone, never on the other particles of its group.
+
+    Parameters
+    ----------
+    X_val, y_val : torch.Tensor
+        The held-out rows and targets (targets with a weight column where
+        the criterion weights rows).
+    n_iter_no_change : int
+        Epochs without improvement before a particle stops.
+    tol : float
+        Improvement that counts.
+
+    Attributes
+    ----------
+    best_epoch_ : torch.Tensor of shape (P,)
+        Each particle's best epoch (1-based).
+    """
+
+    def __init__(
+        self,
+        X_val: torch.Tensor,
+        y_val: torch.Tensor,
+        n_iter_no_change: int,
+        tol: float,
+    ) -> None:
+        self.X_val = X_val
+        self.y_val = y_val
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        stack = net.module_
+        n = stack.n_particles
+        device = self.X_val.device
+        self._best = torch.full((n,), math.inf, dtype=torch.float64, device=device)
+        self._waiting = torch.zeros(n, dtype=torch.int64, device=device)
+        self._stopped = torch.zeros(n, dtype=torch.bool, device=device)
+        self.best_epoch_ = torch.zeros(n, dtype=torch.int64, device=device)
+        self._weights = [w.detach().clone() for w in stack.weights]
+        self._buffers = [b.clone() for b in stack.stacked_buffers()]
+        self.losses_: list[torch.Tensor] = []
+
+    def on_epoch_end(self, net, **kwargs):
+        stack = net.module_
+        with torch.no_grad():
+            stack.eval()
+            try:
+                out = stack(self.X_val)
+            finally:
+                stack.train()
+            losses = net.criterion_.per_particle(out, self.y_val).double()
+        self.losses_.append(losses)
+        active = ~self._stopped
+        better = active & (losses < self._best)
+        if bool(better.any()):
+            epoch = len(net.history)
+            self.best_epoch_[better] = epoch
+            with torch.no_grad():
+                for saved, current in zip(self._weights, stack.weights, strict=True):
+                    saved[better] = current.detach()[better]
+                for saved, current in zip(
+                    self._buffers, stack.stacked_buffers(), strict=True
+                ):
+                    saved[better] = current[better]
+        improved = losses < self._best - self.tol
+        self._waiting = torch.where(improved, 0, self._waiting + 1)
+        self._best = torch.where(better, losses, self._best)
+        self._stopped |= active & (self._waiting >= self.n_iter_no_change)
+        if bool(self._stopped.all()):
+            raise _PretrainingDone
+
+    def restore_best(self, stack) -> None:
+        """Put every particle back at the weights and buffers of its best epoch."""
+        with torch.no_grad():
+            for saved, current in zip(self._weights, stack.weights, strict=True):
+                current.copy_(saved)
+            for saved, current in zip(
+                self._buffers, stack.stacked_buffers(), strict=True
+            ):
+                current.copy_(saved)
+
+    def as_array(self) -> np.ndarray:
+        """Held-out losses, shape ``(P, n_epochs)``."""
+        if not self.losses_:
+            return np.zeros((len(self.best_epoch_), 0))
+        return torch.stack(self.losses_, dim=1).cpu().numpy()
+
+
 class DivergenceCheck(Callback):
     """Raise as soon as a particle's training loss stops being finite.
 

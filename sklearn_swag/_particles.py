@@ -26,9 +26,11 @@ from ._callbacks import (
     DivergenceCheck,
     EpochProgress,
     LearningRatePlan,
+    PretrainingMonitor,
     SWAGCollector,
     ThreadTuner,
     TrainingHistory,
+    _PretrainingDone,
 )
 from ._mlp import MLP
 from ._stacking import (
@@ -197,6 +199,10 @@ class TrainingPlan:
     max_threads: int | None = None
     #: Whether the targets carry a last column of row weights.
     weighted: bool = False
+    #: Early stopping of the pretraining on the held-out rows.
+    early_stopping: bool = False
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
     #: The user's skorch callbacks (instances or ``(name, instance)``),
     #: copied into every group.
     callbacks: list = field(default_factory=list)
@@ -411,14 +417,28 @@ def _fast_optimizer_kwargs(optimizer, kwargs: dict, device: torch.device) -> dic
     return kwargs
 
 
+def _run_seed(data_seed, run: int) -> int:
+    """The data seed of a particle's ``run``-th training run (the first: itself)."""
+    if run == 0:
+        return int(data_seed)
+    return int(np.random.SeedSequence([int(data_seed), run]).generate_state(1)[0])
+
+
 def _dropout_seed(data_seed) -> int:
     """A seed for a particle's dropout masks, apart from its shuffling seed."""
     return (int(data_seed) * 2654435761 + 1) % 2**63
 
 
 @contextmanager
-def _threads_restored():
-    """Restore torch's intra-op thread count after a block."""
+def threads_restored(not_if_thread: bool = False):
+    """Restore torch's intra-op thread count after a block.
+
+    With ``not_if_thread``, in a thread other than the main one, nothing is
+    done: the count is the process's, and threads restoring it would race.
+    """
+    if not_if_thread and threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = torch.get_num_threads()
     try:
         yield
@@ -500,6 +520,7 @@ def fit_group(
     seeds: np.ndarray,
     device: torch.device,
     modules: list[nn.Module] | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Train one group of particles and collect their SWAG moments.
 
@@ -509,6 +530,7 @@ def fit_group(
         What to build and how long to train.
     X : ndarray of shape (n_samples, n_features), float32
     y : ndarray of shape (n_samples, n_outputs), float32
+        With ``plan.weighted``, a last column of row weights.
     particle_ids : ndarray of shape (P,)
         Estimator-wide numbers of the particles, for messages.
     seeds : ndarray of shape (P, 3)
@@ -517,100 +539,105 @@ def fit_group(
         Where to train.
     modules : list of torch.nn.Module, default=None
         The particles' initialised networks; built from ``seeds`` when None.
+    validation : tuple of ndarray or None, default=None
+        The held-out rows ``(X, y)``, for early stopping of the pretraining
+        (``plan.early_stopping``).
 
     Returns
     -------
     dict
         ``stack`` (the trained :class:`ParticleStack`, on the CPU), ``mean``,
-        ``sq_mean``, ``deviations``, ``n_snapshots`` and ``train_loss``, all
-        on the CPU.
+        ``sq_mean``, ``deviations``, ``n_snapshots``, ``train_loss``,
+        ``history`` and ``pretrain_epochs`` (per particle: the pretraining
+        epoch whose weights the SWAG phase started from), all on the CPU.
     """
     if modules is None:
         modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
-    X_t = torch.as_tensor(X)
-    y_t = torch.as_tensor(y)
     stack = ParticleStack(modules, mode=plan.stack_mode)
     criterion = ParticleLoss(plan.build_criterion(), weighted=plan.weighted)
-    steps_per_epoch = len(
-        training_batches(
-            len(X),
-            plan.batch_size,
-            bool(plan.iterator_kwargs.get("drop_last", False)),
-            stack.has_batch_norm,
-        )
+    X_t, y_t = torch.as_tensor(X).to(device), torch.as_tensor(y).to(device)
+    early = plan.early_stopping and plan.pretrain_epochs > 0
+    phases = (
+        [
+            ("pretrain", plan.pretrain_epochs, plan.pretrain_epochs),
+            ("swag", plan.swag_epochs, 0),
+        ]
+        if early
+        else [("both", plan.pretrain_epochs + plan.swag_epochs, plan.pretrain_epochs)]
     )
-    collector = SWAGCollector(
-        start_epoch=plan.pretrain_epochs,
-        rank=plan.rank,
-        deviation_dtype=getattr(torch, plan.deviation_dtype),
-        every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
-    )
-    history = TrainingHistory(plan.pretrain_epochs)
-    callbacks: list = [("divergence", DivergenceCheck(list(map(int, particle_ids))))]
-    if plan.swa_lr is not None:
-        callbacks.append(
-            (
-                "learning_rate",
-                LearningRatePlan(
-                    plan.lr, plan.swa_lr, plan.pretrain_epochs, plan.anneal_epochs
-                ),
-            )
-        )
-    callbacks += [("swag", collector), ("history", history)]
-    # The user's callbacks, a copy for every group: after the SWAG collection
-    # (so a learning-rate scheduler steps after the epoch it ran).
-    callbacks += [copy.deepcopy(cb) for cb in plan.callbacks]
-    if plan.verbose:
-        first, last = int(particle_ids[0]), int(particle_ids[-1])
-        callbacks.append(("progress", EpochProgress(f"particles {first}-{last}")))
-    # Never more threads than this process allows (OMP_NUM_THREADS, a loky
-    # worker's share, the user's torch.set_num_threads).
-    threads = min(plan.threads_for(len(seeds), len(X)), torch.get_num_threads())
-    if device.type == "cpu" and threads > 1:
-        callbacks.append(("threads", ThreadTuner(threads)))
-    net = _GroupNet(
-        module=stack,
-        criterion=criterion,
-        optimizer=plan.optimizer,
-        lr=plan.lr,
-        max_epochs=plan.pretrain_epochs + plan.swag_epochs,
-        batch_size=-1 if plan.batch_size is None else plan.batch_size,
-        train_split=None,
-        callbacks=callbacks,
-        device=device,
-        **{
-            f"optimizer__{k}": v
-            for k, v in _fast_optimizer_kwargs(
-                plan.optimizer, plan.optimizer_kwargs, device
-            ).items()
-        },
-        **{f"iterator_train__{k}": v for k, v in plan.iterator_kwargs.items()},
-    )
-    net.particle_generators_ = [
-        torch.Generator().manual_seed(int(s)) for s in seeds[:, DATA_SEED]
-    ]
-    stack.dropout_generators = [
-        torch.Generator(device=device).manual_seed(_dropout_seed(s))
-        for s in seeds[:, DATA_SEED]
-    ]
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), _threads_restored():
-        if device.type == "cpu":
-            torch.set_num_threads(1)  # ThreadTuner tries more where it may pay
+    histories = []
+    collector = monitor = None
+    with torch.random.fork_rng(devices=cuda), threads_restored(not_if_thread=True):
         # Own states for what draws from the global generators (a user
         # module's dropout): seeded here, restored afterwards, and no other
         # device touched.
         torch.default_generator.manual_seed(int(seeds[0, DATA_SEED]))
         if cuda:
             torch.cuda.default_generators[cuda[0]].manual_seed(int(seeds[0, DATA_SEED]))
-        try:
-            net.fit(X_t.to(device), y_t.to(device))
-        except _Interrupted:
-            raise KeyboardInterrupt from None
+        for run, (phase, epochs, swag_start) in enumerate(phases):
+            if epochs == 0:
+                continue
+            # Each particle's own batch order and dropout, seeded afresh for
+            # every run: after early stopping, a particle's SWAG epochs do not
+            # depend on how long its group pretrained.
+            generators = [
+                torch.Generator().manual_seed(_run_seed(s, run))
+                for s in seeds[:, DATA_SEED]
+            ]
+            stack.dropout_generators = [
+                torch.Generator(device=device).manual_seed(
+                    _dropout_seed(_run_seed(s, run))
+                )
+                for s in seeds[:, DATA_SEED]
+            ]
+            # torch's thread count is the process's: a group that runs in a
+            # thread of the caller (threading backend) leaves it alone.
+            own_threads = threading.current_thread() is threading.main_thread()
+            if device.type == "cpu" and own_threads:
+                torch.set_num_threads(1)  # ThreadTuner tries more where it may pay
+            callbacks = _callbacks(
+                plan, stack, len(X), particle_ids, swag_start, own_threads
+            )
+            named = dict(c for c in callbacks if isinstance(c, tuple))
+            history = named["history"]
+            if phase != "pretrain":
+                collector = named["swag"]
+            else:
+                monitor = PretrainingMonitor(
+                    torch.as_tensor(validation[0]).to(device),
+                    torch.as_tensor(validation[1]).to(device),
+                    plan.n_iter_no_change,
+                    plan.tol,
+                )
+                # No SWAG collection; the monitor right after the history, so
+                # the epoch it ends is recorded.
+                callbacks = [
+                    c
+                    for c in callbacks
+                    if not (isinstance(c, tuple) and c[1] is named["swag"])
+                ]
+                at = next(
+                    i
+                    for i, c in enumerate(callbacks)
+                    if isinstance(c, tuple) and c[1] is history
+                )
+                callbacks.insert(at + 1, ("early_stopping", monitor))
+            net = _group_net(plan, stack, criterion, device, callbacks, epochs)
+            net.particle_generators_ = generators
+            try:
+                net.fit(X_t, y_t)
+            except _Interrupted:
+                raise KeyboardInterrupt from None
+            except _PretrainingDone:
+                pass
+            if monitor is not None and phase == "pretrain":
+                monitor.restore_best(stack)
+            histories.append((phase, history, net))
 
-    stack = net.module_.to("cpu")
+    stack = stack.to("cpu")
     stack.dropout_generators = None  # generators neither travel nor pickle
-    if plan.swag_epochs > 0:
+    if collector is not None and plan.swag_epochs > 0:
         moments = collector.moments_
         mean = moments.mean.cpu()
         sq_mean = moments.sq_mean.cpu()
@@ -623,6 +650,10 @@ def fit_group(
             len(seeds), 0, stack.n_params, dtype=getattr(torch, plan.deviation_dtype)
         )
         n_snapshots = torch.zeros(len(seeds), dtype=torch.int64)
+    if monitor is not None:
+        pretrain_epochs = monitor.best_epoch_.cpu().numpy()
+    else:
+        pretrain_epochs = np.full(len(seeds), plan.pretrain_epochs)
     return {
         "stack": stack,
         "mean": mean.numpy(),
@@ -630,27 +661,152 @@ def fit_group(
         "deviations": deviations.numpy(),
         "n_snapshots": n_snapshots.numpy(),
         "train_loss": criterion.last_losses.cpu().numpy().astype(np.float64),
-        "history": {
-            **history.as_arrays(),
-            "skorch": [
-                {k: v for k, v in row.items() if k != "batches"} for row in net.history
-            ],
+        "history": _group_history(histories, monitor, len(seeds)),
+        "pretrain_epochs": pretrain_epochs.astype(np.int64),
+    }
+
+
+def _callbacks(
+    plan: TrainingPlan,
+    stack: ParticleStack,
+    n_rows: int,
+    particle_ids: np.ndarray,
+    swag_start: int,
+    own_threads: bool = True,
+) -> list:
+    """The callbacks of one training run of a group.
+
+    ``swag_start`` epochs of pretraining come first, then SWAG epochs until
+    the run ends.
+    """
+    steps_per_epoch = len(
+        training_batches(
+            n_rows,
+            plan.batch_size,
+            bool(plan.iterator_kwargs.get("drop_last", False)),
+            stack.has_batch_norm,
+        )
+    )
+    collector = SWAGCollector(
+        start_epoch=swag_start,
+        rank=plan.rank,
+        deviation_dtype=getattr(torch, plan.deviation_dtype),
+        every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
+    )
+    callbacks: list = [("divergence", DivergenceCheck(list(map(int, particle_ids))))]
+    if plan.swa_lr is not None:
+        rates = LearningRatePlan(plan.lr, plan.swa_lr, swag_start, plan.anneal_epochs)
+        callbacks.append(("learning_rate", rates))
+    callbacks += [("swag", collector), ("history", TrainingHistory(swag_start))]
+    # The user's callbacks, a copy for every group: after the SWAG collection
+    # (so a learning-rate scheduler steps after the epoch it ran).
+    callbacks += [copy.deepcopy(cb) for cb in plan.callbacks]
+    if plan.verbose:
+        first, last = int(particle_ids[0]), int(particle_ids[-1])
+        callbacks.append(("progress", EpochProgress(f"particles {first}-{last}")))
+    # Never more threads than this process allows (OMP_NUM_THREADS, a loky
+    # worker's share, the user's torch.set_num_threads).
+    threads = min(plan.threads_for(len(particle_ids), n_rows), torch.get_num_threads())
+    on_cpu = next(stack.parameters()).device.type == "cpu"
+    if on_cpu and own_threads and threads > 1:
+        callbacks.append(("threads", ThreadTuner(threads)))
+    return callbacks
+
+
+def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
+    """The skorch net of one training run of a group, with a fresh optimizer."""
+    return _GroupNet(
+        module=stack,
+        criterion=criterion,
+        optimizer=plan.optimizer,
+        lr=plan.lr,
+        max_epochs=epochs,
+        batch_size=-1 if plan.batch_size is None else plan.batch_size,
+        train_split=None,
+        callbacks=callbacks,
+        device=device,
+        **{
+            f"optimizer__{k}": v
+            for k, v in _fast_optimizer_kwargs(
+                plan.optimizer, plan.optimizer_kwargs, device
+            ).items()
         },
+        **{f"iterator_train__{k}": v for k, v in plan.iterator_kwargs.items()},
+    )
+
+
+def _group_history(histories: list, monitor, n_particles: int) -> dict:
+    """The group's runs as per-particle arrays, epoch after epoch."""
+    losses, rates, phases, records = [], [], [], []
+    for phase, history, net in histories:
+        arrays = history.as_arrays()
+        n_epochs = len(arrays["lr"])
+        losses.append(arrays["train_loss"])
+        rates.append(arrays["lr"])
+        if phase == "both":
+            start = history.start_epoch
+            phases.append(np.where(np.arange(n_epochs) < start, "pretrain", "swag"))
+        else:
+            phases.append(np.full(n_epochs, phase))
+        records += [
+            {k: v for k, v in row.items() if k != "batches"} for row in net.history
+        ]
+    n_epochs = sum(len(r) for r in rates)
+    valid = np.full((n_particles, n_epochs), np.nan)
+    if monitor is not None:
+        scores = monitor.as_array()
+        valid[:, : scores.shape[1]] = scores
+    return {
+        "train_loss": np.concatenate(losses, axis=1),
+        "valid_loss": valid,
+        "lr": np.concatenate(rates),
+        "phase": np.concatenate(phases),
+        "skorch": records,
     }
 
 
 def merge_groups(results: list[dict]) -> dict:
     """Join the results of :func:`fit_group` in particle order."""
     keys = ("mean", "sq_mean", "deviations", "n_snapshots", "train_loss")
+    keys += ("pretrain_epochs",)
     if len(results) == 1:  # no copy: the deviations can be most of the memory
         merged = {key: results[0][key] for key in keys}
     else:
         merged = {key: np.concatenate([r[key] for r in results]) for key in keys}
     merged["stack"] = ParticleStack.concatenate([r["stack"] for r in results])
-    histories = [r["history"] for r in results]
-    merged["history"] = {
-        "train_loss": np.concatenate([h["train_loss"] for h in histories]),
-        "lr": histories[0]["lr"],
-        "groups": [h["skorch"] for h in histories],
-    }
+    merged["history"] = join_histories(
+        [r["history"] for r in results], [len(r["mean"]) for r in results]
+    )
     return merged
+
+
+def join_histories(histories: list[dict], sizes: list[int]) -> dict:
+    """Per-particle histories of groups, padded to the longest group.
+
+    Groups that stop pretraining early run fewer epochs; their particles'
+    rows end in NaN (losses, learning rates) and "" (phases).
+    """
+    n_epochs = max(h["train_loss"].shape[1] for h in histories)
+
+    def pad(values, size, fill):
+        values = np.asarray(values)
+        if values.ndim == 1:  # one row for every particle of the group
+            values = np.broadcast_to(values, (size, len(values)))
+        out = np.full((size, n_epochs), fill, dtype=values.dtype)
+        out[:, : values.shape[1]] = values
+        return out
+
+    joined = {}
+    for key, fill in (
+        ("train_loss", np.nan),
+        ("valid_loss", np.nan),
+        ("lr", np.nan),
+        ("phase", ""),
+    ):
+        joined[key] = np.concatenate(
+            [pad(h[key], n, fill) for h, n in zip(histories, sizes, strict=True)]
+        )
+    joined["groups"] = [
+        g for h in histories for g in (h["groups"] if "groups" in h else [h["skorch"]])
+    ]
+    return joined

@@ -25,11 +25,13 @@ from ._particles import (
     derived_rng,
     fit_group,
     group_devices,
+    join_histories,
     merge_groups,
     particle_seeds,
     partition,
     resolve_devices,
     root_seed,
+    threads_restored,
 )
 from ._predictive import component_moments, function_draws
 from ._sklearn_compat import (
@@ -158,6 +160,19 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         takes the mean squared training residual as the noise variance (or
         the learned variances as they are), which is optimistic for a
         network that fits its training data closely.
+    early_stopping : bool, default=False
+        Stop each particle's pretraining when its loss on the held-out rows
+        (``validation_fraction``) has not improved by more than ``tol`` for
+        ``n_iter_no_change`` epochs; ``pretrain_epochs`` is then the most it
+        runs. Each particle goes back to the weights of its best epoch
+        (``pretrain_epochs_``) and starts its SWAG epochs from there, with a
+        fresh optimizer state; a particle's stopping depends on its own
+        losses alone. The held-out rows then also calibrate the noise, as
+        without early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before a particle stops pretraining.
+    tol : float, default=1e-4
+        Improvement of the held-out loss that counts.
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.Adam
         Optimizer of every particle; its options are set with
         ``optimizer__*`` (for example ``optimizer__weight_decay``). It must
@@ -264,14 +279,21 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         ``bn_update_rows=0``.
     train_loss_ : ndarray of shape (n_models,)
         Each particle's training loss on its last batch.
-    history_ : dict of ndarray
-        The training run, epoch by epoch: ``"epoch"`` (1, 2, ...),
-        ``"phase"`` ("pretrain" or "swag"), ``"lr"`` (the learning rate) and
-        ``"train_loss"`` of shape (n_models, n_epochs) (each particle's mean
-        training loss over the epoch's batches, in the units the networks
-        learn: standardised targets with ``normalize_y``), and ``"groups"``,
-        each particle group's skorch history (a list of one dict per epoch,
-        with what the user's ``callbacks`` recorded).
+    history_ : dict
+        The training run of every particle, epoch by epoch: ``"epoch"``
+        (1, 2, ...) and arrays of shape (n_models, n_epochs): ``"phase"``
+        ("pretrain" or "swag"), ``"lr"`` (the learning rate),
+        ``"train_loss"`` (mean training loss over the epoch's batches, in the
+        units the networks learn: standardised targets with ``normalize_y``)
+        and ``"valid_loss"`` (the held-out loss, with ``early_stopping``;
+        NaN otherwise); a particle whose group stopped pretraining earlier
+        ends in NaN and "". ``"groups"``: each particle group's skorch
+        history (a list of one dict per epoch, with what the user's
+        ``callbacks`` recorded).
+    pretrain_epochs_ : ndarray of shape (n_models,)
+        The pretraining epoch whose weights each particle's SWAG phase
+        started from: ``pretrain_epochs``, or its best epoch with
+        ``early_stopping``.
     particles_ : ParticleStack
         The trained networks (structure, final weights, buffers) on the CPU.
     particle_seeds_ : ndarray of shape (n_models, 3)
@@ -381,6 +403,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         "noise": [StrOptions({"homoscedastic", "heteroscedastic"})],
         "normalize_y": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
         "optimizer": [callable],
         "criterion": [callable, None],
         "callbacks": [list, tuple, None],
@@ -411,6 +436,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         noise="homoscedastic",
         normalize_y="auto",
         validation_fraction=0.1,
+        early_stopping=False,
+        n_iter_no_change=10,
+        tol=1e-4,
         optimizer=torch.optim.Adam,
         criterion=None,
         callbacks=None,
@@ -438,6 +466,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.noise = noise
         self.normalize_y = normalize_y
         self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.optimizer = optimizer
         self.criterion = criterion
         self.callbacks = callbacks
@@ -712,6 +743,9 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             verbose=self.verbose,
             weighted=weighted,
             callbacks=_checked_callbacks(self.callbacks, self.swa_lr),
+            early_stopping=bool(self.early_stopping),
+            n_iter_no_change=self.n_iter_no_change,
+            tol=float(self.tol),
         )
         # Every particle is initialised here, one after another: worker threads
         # share the global torch random state, so they must not seed it.
@@ -724,16 +758,23 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         plan.stack_mode = plan.check(modules[:2], torch.as_tensor(X[:8]))
         _check_output_width(modules[0], X[:8], n_net_outputs, self.noise)
         X_train, y_fit = X[train], y_train[train]
+        y_val = y_train[held_out]
         if weighted:  # the weights travel as a last target column
-            w_train = weights[train] / weights[train].mean()
-            y_fit = np.concatenate([y_fit, w_train[:, None].astype(np.float32)], 1)
+            scale = weights[train].mean()
+            y_fit = _with_weights(y_fit, weights[train] / scale)
+            y_val = _with_weights(y_val, weights[held_out] / scale)
+        validation = (X[held_out], y_val) if self.early_stopping else None
         n_jobs = max(1, effective_n_jobs(self.n_jobs))
         groups = partition(self.n_models - kept, n_jobs)
         group_device = group_devices(devices, len(groups))
         n_workers = min(n_jobs, len(groups))
         plan.max_threads = max(1, cpu_count() // n_workers)
         cuda = sorted({d.index or 0 for d in group_device if d.type == "cuda"})
-        with torch.random.fork_rng(devices=cuda):  # whatever threads do to it
+        with torch.random.fork_rng(devices=cuda), threads_restored():
+            # Groups in threads of this process (threading backend) share its
+            # thread count: their share of the cores.
+            if n_workers > 1:
+                torch.set_num_threads(plan.max_threads)
             results = Parallel(n_jobs=n_workers)(
                 delayed(fit_group)(
                     plan,
@@ -743,6 +784,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
                     seeds[ids + kept],
                     dev,
                     [modules[i] for i in ids],
+                    validation,
                 )
                 for ids, dev in zip(groups, group_device, strict=True)
             )
@@ -756,7 +798,8 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         self.swag_deviations_ = merged["deviations"]
         self.n_snapshots_ = merged["n_snapshots"]
         self.train_loss_ = merged["train_loss"]
-        self.history_ = _history(merged["history"], self.pretrain_epochs)
+        self.history_ = _history(merged["history"])
+        self.pretrain_epochs_ = merged["pretrain_epochs"]
         self.particle_seeds_ = seeds
         self._root_seed = root
         self._fingerprint = fingerprint
@@ -803,14 +846,11 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
     def _with_fitted_particles(self, new: dict) -> dict:
         """The fitted particles followed by the ``new`` ones."""
         old_k, new_k = self.swag_deviations_.shape[1], new["deviations"].shape[1]
-        old_e = self.history_["train_loss"].shape[1]
-        new_e = new["history"]["train_loss"].shape[1]
-        if old_k != new_k or old_e != new_e:
+        if old_k != new_k:
             raise ValueError(
                 "warm_start=True adds particles like the fitted ones: the new "
-                f"ones hold {new_k} deviations over {new_e} epochs, the fitted "
-                f"{old_k} over {old_e}; keep rank and the epochs, or set "
-                "warm_start=False."
+                f"ones hold {new_k} deviations, the fitted {old_k}; keep rank, "
+                "swag_epochs and swag_every, or set warm_start=False."
             )
         joined = {
             "stack": ParticleStack.concatenate([self.particles_, new["stack"]]),
@@ -819,14 +859,14 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
             "deviations": np.concatenate([self.swag_deviations_, new["deviations"]]),
             "n_snapshots": np.concatenate([self.n_snapshots_, new["n_snapshots"]]),
             "train_loss": np.concatenate([self.train_loss_, new["train_loss"]]),
-        }
-        joined["history"] = {
-            "train_loss": np.concatenate(
-                [self.history_["train_loss"], new["history"]["train_loss"]]
+            "pretrain_epochs": np.concatenate(
+                [self.pretrain_epochs_, new["pretrain_epochs"]]
             ),
-            "lr": new["history"]["lr"],
-            "groups": self.history_["groups"] + new["history"]["groups"],
         }
+        old_history = {k: v for k, v in self.history_.items() if k != "epoch"}
+        joined["history"] = join_histories(
+            [old_history, new["history"]], [len(self.swag_mean_), len(new["mean"])]
+        )
         return joined
 
     def _fit_noise(self, X, y_scaled, rows, weights):
@@ -868,6 +908,11 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
 
     def _check_params(self):
         _check_routed_names(self._routed_params())
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError(
+                "early_stopping=True stops the pretraining on the held-out rows: "
+                "set validation_fraction above 0."
+            )
         if self.pretrain_epochs + self.swag_epochs < 1:
             raise ValueError(
                 "pretrain_epochs + swag_epochs must be at least 1, got "
@@ -1135,17 +1180,14 @@ def _checked_callbacks(callbacks, swa_lr) -> list:
     return checked
 
 
-def _history(history: dict, pretrain_epochs: int) -> dict:
-    """The fitted ``history_``: per-epoch arrays."""
-    lr = history["lr"]
-    epoch = np.arange(1, len(lr) + 1)
-    return {
-        "epoch": epoch,
-        "phase": np.where(epoch <= pretrain_epochs, "pretrain", "swag"),
-        "lr": lr,
-        "train_loss": history["train_loss"],
-        "groups": history["groups"],
-    }
+def _with_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Targets with a last column of row weights, as the particle loss reads them."""
+    return np.concatenate([y, weights[:, None].astype(np.float32)], axis=1)
+
+
+def _history(history: dict) -> dict:
+    """The fitted ``history_``: per-particle, per-epoch arrays."""
+    return {"epoch": np.arange(1, history["train_loss"].shape[1] + 1), **history}
 
 
 def _bn_update_rows(

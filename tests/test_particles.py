@@ -220,13 +220,13 @@ def test_devices_resolve_and_go_round_robin():
 
 
 def test_threads_are_restored_after_a_block():
-    from sklearn_swag._particles import _threads_restored
+    from sklearn_swag._particles import threads_restored
 
     before = torch.get_num_threads()
-    with _threads_restored():
+    with threads_restored():
         torch.set_num_threads(1)
     assert torch.get_num_threads() == before
-    with pytest.raises(RuntimeError), _threads_restored():
+    with pytest.raises(RuntimeError), threads_restored():
         torch.set_num_threads(1)
         raise RuntimeError
     assert torch.get_num_threads() == before

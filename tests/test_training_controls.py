@@ -121,10 +121,14 @@ def test_swa_lr_reaches_the_optimizer_and_the_history(regression_data, fast_para
     reg = MultiSWAGRegressor(**params, swa_lr=0.1, anneal_epochs=2).fit(X, y)
     history = reg.history_
     np.testing.assert_array_equal(history["epoch"], np.arange(1, 13))
-    assert list(history["phase"]) == ["pretrain"] * 6 + ["swag"] * 6
-    np.testing.assert_allclose(history["lr"][:6], 0.03)
-    np.testing.assert_allclose(history["lr"][6:8], [0.065, 0.1])
-    np.testing.assert_allclose(history["lr"][8:], 0.1)
+    assert history["phase"].shape == history["lr"].shape == (3, 12)
+    np.testing.assert_array_equal(
+        history["phase"], [["pretrain"] * 6 + ["swag"] * 6] * 3
+    )
+    np.testing.assert_allclose(history["lr"][:, :6], 0.03)
+    np.testing.assert_allclose(history["lr"][:, 6:8], [[0.065, 0.1]] * 3)
+    np.testing.assert_allclose(history["lr"][:, 8:], 0.1)
+    assert np.isnan(history["valid_loss"]).all()  # no early stopping
     # Without swa_lr the rate stays lr.
     plain = MultiSWAGRegressor(**params).fit(X, y)
     np.testing.assert_allclose(plain.history_["lr"], 0.03)
@@ -167,7 +171,7 @@ def test_an_lr_scheduler_runs_in_every_group(regression_data, fast_params):
     scheduler = LRScheduler(policy=StepLR, step_size=20, gamma=0.5)
     params = {**fast_params, "n_models": 2, "n_jobs": 2}
     reg = MultiSWAGRegressor(**params, callbacks=[scheduler]).fit(X, y)
-    np.testing.assert_allclose(reg.history_["lr"][[0, 19, 20, 40, 69]], [
+    np.testing.assert_allclose(reg.history_["lr"][1, [0, 19, 20, 40, 69]], [
         0.03, 0.03, 0.015, 0.0075, 0.00375,
     ])  # fmt: skip
     assert len(reg.history_["groups"]) == 2
@@ -314,7 +318,7 @@ def test_from_skorch_takes_the_nets_recipe(regression_data):
     )  # fmt: skip
     assert params["swag_epochs"] == 10 and params["n_models"] == 2
     reg.fit(X, y)
-    np.testing.assert_allclose(reg.history_["lr"][[0, 10, 20, 39]], [
+    np.testing.assert_allclose(reg.history_["lr"][0, [0, 10, 20, 39]], [
         0.02, 0.01, 0.005, 0.0025,
     ])  # fmt: skip
     # An unfitted clone, in a pipeline or a search, is the same recipe.
@@ -339,3 +343,59 @@ def test_a_skorch_net_as_module_points_to_from_skorch(regression_data):
     X, y = regression_data
     with pytest.raises(TypeError, match="from_skorch"):
         MultiSWAGRegressor(NeuralNetRegressor(nn.Linear)).fit(X, y)
+
+
+# -- early stopping of the pretraining -------------------------------------------------
+def test_early_stopping_stops_each_particle_at_its_own_best_epoch(regression_data):
+    X, y = regression_data
+    params = dict(
+        n_models=3, rank=3, pretrain_epochs=400, swag_epochs=5, n_samples=3,
+        batch_size=16, lr=0.01, validation_fraction=0.25, random_state=0,
+        early_stopping=True, n_iter_no_change=5, optimizer__foreach=True,
+    )  # fmt: skip
+    reg = MultiSWAGRegressor(**params).fit(X, y)
+    best = reg.pretrain_epochs_
+    assert np.all(best < 400)  # stopped early
+    valid = reg.history_["valid_loss"]
+    n_pretrain = int((reg.history_["phase"][0] == "pretrain").sum())
+    for p in range(3):
+        curve = valid[p, : best[p]]
+        assert curve[-1] == curve.min()  # the best epoch: the lowest loss so far
+    assert best.max() < n_pretrain  # stopped before the pretraining ended
+    assert np.isnan(valid[:, n_pretrain:]).all()
+    # A particle's stopping does not depend on its group: alone, the same.
+    alone = MultiSWAGRegressor(**{**params, "n_models": 3}, n_jobs=3).fit(X, y)
+    np.testing.assert_array_equal(alone.pretrain_epochs_, best)
+    np.testing.assert_allclose(alone.swag_mean_, reg.swag_mean_, atol=1e-4)
+
+
+def test_early_stopping_restores_the_best_weights(regression_data):
+    from sklearn_swag._callbacks import PretrainingMonitor
+
+    X, y = regression_data
+    params = dict(
+        n_models=2, rank=3, pretrain_epochs=60, swag_epochs=1, n_samples=2,
+        batch_size=None, lr=0.01, validation_fraction=0.25, random_state=0,
+        early_stopping=True, n_iter_no_change=3, swa_lr=1e-12, anneal_epochs=0,
+    )  # fmt: skip
+    restored = []
+    original = PretrainingMonitor.restore_best
+
+    def spy(self, stack):
+        original(self, stack)
+        restored.append(stack.flat_weights().clone())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PretrainingMonitor, "restore_best", spy)
+        reg = MultiSWAGRegressor(**params).fit(X, y)
+    # The one SWAG epoch at a vanishing rate: its snapshot is the restored weights.
+    np.testing.assert_allclose(reg.swag_mean_, restored[0].double().numpy(), atol=1e-6)
+
+
+def test_early_stopping_needs_held_out_rows(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(
+        **{**fast_params, "validation_fraction": 0.0}, early_stopping=True
+    )
+    with pytest.raises(ValueError, match="validation_fraction"):
+        reg.fit(X, y)
