@@ -87,6 +87,7 @@ Run from the repository root::
 """
 
 import argparse
+import ast
 import csv
 import shlex
 import sys
@@ -168,22 +169,24 @@ COLUMNS = {  # metric key -> table column title
 
 
 # -- models ----------------------------------------------------------------------------
-def default_budget():
+def default_budget(overrides=None):
     """The defaults that the MultiSWAG comparisons are built from."""
-    params = MultiSWAGRegressor().get_params()
+    params = {**MultiSWAGRegressor().get_params(), **(overrides or {})}
     return {k: params[k] for k in ("n_models", "pretrain_epochs", "swag_epochs")}
 
 
-def nn_models():
+def nn_models(overrides=None):
     """MultiSWAG configurations: name -> ``MultiSWAGRegressor`` keyword arguments.
 
+    ``overrides`` (``--set``) change the defaults of every configuration;
     ``ensemble_time`` gets its ``n_models`` per data set (see ``run_data_set``).
     """
-    budget = default_budget()
+    overrides = dict(overrides or {})
+    budget = default_budget(overrides)
     ensemble = dict(
         swag_epochs=0, pretrain_epochs=budget["pretrain_epochs"] + budget["swag_epochs"]
     )
-    return {
+    models = {
         "multiswag": {},
         "scale0": dict(scale=0.0),
         "ensemble": ensemble,
@@ -192,6 +195,7 @@ def nn_models():
         "multiswag_het": dict(noise="heteroscedastic"),
         "ensemble_het": dict(ensemble, noise="heteroscedastic"),
     }
+    return {name: {**overrides, **kwargs} for name, kwargs in models.items()}
 
 
 NN_MODELS = nn_models()
@@ -213,9 +217,9 @@ DEFAULT_MODELS = [m for m in ALL_MODELS if not m.endswith("_het")]
 SUMMARY_MODELS = ["multiswag", "scale0", "ensemble", "ensemble_time"]
 
 
-def make_model(name, n_features, seed, n_models=None):
+def make_model(name, n_features, seed, n_models=None, overrides=None):
     if name in NN_MODELS:
-        kwargs = dict(NN_MODELS[name])
+        kwargs = dict(nn_models(overrides)[name])
         if n_models is not None:
             kwargs["n_models"] = n_models
         model = MultiSWAGRegressor(**kwargs, random_state=seed)
@@ -333,9 +337,11 @@ def warm_up(X, y):
         _WARM.append(True)
 
 
-def fit_and_score(name, X_train, y_train, X_test, y_test, split, n_models=None):
+def fit_and_score(
+    name, X_train, y_train, X_test, y_test, split, n_models=None, overrides=None
+):
     """The fitted pipeline of ``name`` and its metrics (fit seconds included)."""
-    pipe = make_model(name, X_train.shape[1], seed=split, n_models=n_models)
+    pipe = make_model(name, X_train.shape[1], split, n_models, overrides)
     start = time.perf_counter()
     pipe.fit(X_train, y_train)
     seconds = time.perf_counter() - start
@@ -350,6 +356,7 @@ def run_split(X, y, train, test, split, models, options):
     of two fit times of ``multiswag`` and of ``ensemble``, the second fit made
     after all models).
     """
+    overrides = options.get("overrides")
     if options["single_thread"]:
         torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -363,7 +370,7 @@ def run_split(X, y, train, test, split, models, options):
             continue
         n_models = options["n_time"] if name == "ensemble_time" else None
         pipe, results[name] = fit_and_score(
-            name, X_train, y_train, X_test, y_test, split, n_models
+            name, X_train, y_train, X_test, y_test, split, n_models, overrides
         )
         if name in ("multiswag", "scale0"):
             swag_means[name] = pipe[-1].swag_mean_
@@ -375,7 +382,9 @@ def run_split(X, y, train, test, split, models, options):
         results["_timing"] = {
             name: min(
                 results[name]["fit"],
-                fit_and_score(name, X_train, y_train, X_test, y_test, split)[1]["fit"],
+                fit_and_score(
+                    name, X_train, y_train, X_test, y_test, split, None, overrides
+                )[1]["fit"],
             )
             for name in ("multiswag", "ensemble")
         }
@@ -391,7 +400,10 @@ def run_data_set(data, models, args):
     ``ensemble_time``.
     """
     options = dict(
-        single_thread=args.jobs != 1, gp_max_rows=args.gp_max_rows, n_time=None
+        single_thread=args.jobs != 1,
+        gp_max_rows=args.gp_max_rows,
+        n_time=None,
+        overrides=args.overrides,
     )
     parallel = Parallel(n_jobs=args.jobs, backend="loky")
     X, y, splits = data.X, data.y, data.splits
@@ -408,7 +420,7 @@ def run_data_set(data, models, args):
         timing = first.pop("_timing")
         ratio = timing["multiswag"] / timing["ensemble"]
         first = {k: v for k, v in first.items() if k in models}
-        n_models = default_budget()["n_models"]
+        n_models = default_budget(args.overrides)["n_models"]
         options["n_time"] = max(n_models, round(n_models * ratio))
         options["ratio"] = ratio
         jobs[0] = (0, ["ensemble_time"])
@@ -544,13 +556,13 @@ def print_summary(summary):
 
 
 def print_header(args):
-    params = MultiSWAGRegressor().get_params()
+    params = {**MultiSWAGRegressor().get_params(), **args.overrides}
     defaults = ", ".join(
         f"{k}={getattr(v, '__name__', v)!s}"
         for k, v in params.items()
         if k not in ("random_state", "verbose", "device")
     )
-    budget = default_budget()
+    budget = default_budget(args.overrides)
     threads = 1 if args.jobs != 1 else torch.get_num_threads()
     print("$ python " + shlex.join(sys.argv))
     print(
@@ -558,7 +570,8 @@ def print_header(args):
         f"scikit-learn {sklearn.__version__}; {threads} torch thread(s) x "
         f"{args.jobs} job(s)"
     )
-    print(f"MultiSWAGRegressor defaults: {defaults}")
+    label = "defaults" if not args.overrides else f"with --set {args.overrides}"
+    print(f"MultiSWAGRegressor {label}: {defaults}")
     print(
         f"ensemble: n_models={budget['n_models']}, pretrain_epochs="
         f"{budget['pretrain_epochs'] + budget['swag_epochs']}, swag_epochs=0; "
@@ -607,7 +620,22 @@ def parse_args():
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--gp-max-rows", type=int, default=2000)
     parser.add_argument("--max-rows", type=positive, default=None)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a MultiSWAGRegressor default for every MultiSWAG model "
+        "(repeatable; VALUE read as a Python literal), e.g. --set swa_lr=0.01",
+    )
     args = parser.parse_args()
+    args.overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            args.overrides[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            args.overrides[key.strip()] = value.strip()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(ALL_MODELS))
     if unknown:
