@@ -630,7 +630,7 @@ def fit_group(
             except _Interrupted:
                 raise KeyboardInterrupt from None
             except _PretrainingDone:
-                pass
+                net.notify("on_train_end", X=X_t, y=y_t)  # e.g. a progress bar
             if monitor is not None and phase == "pretrain":
                 monitor.restore_best(stack)
             histories.append((phase, history, net))
