@@ -62,6 +62,8 @@ params = dict(
     batch_size=None,
     module__hidden_layer_sizes=(16, 16),
     module__activation="elu",
+    early_stopping=False,
+    swa_lr=None,
     random_state=0,
 )
 

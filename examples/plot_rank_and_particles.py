@@ -55,6 +55,8 @@ TOY = dict(
     lr=0.03,
     batch_size=None,
     n_samples=20,
+    early_stopping=False,  # the toy recipe: every epoch runs, ...
+    swa_lr=None,  # ... at one constant learning rate
     random_state=0,
 )
 table = []

@@ -61,6 +61,8 @@ for n_models in PARTICLES:
         lr=0.03,
         batch_size=100,
         n_samples=20,
+        early_stopping=False,  # the seed's recipe: every epoch runs, ...
+        swa_lr=None,  # ... at one constant learning rate
         random_state=0,
     )
     start = time.perf_counter()

@@ -13,6 +13,8 @@ FAST = dict(
     lr=0.03,
     batch_size=None,
     module__hidden_layer_sizes=(16,),
+    early_stopping=False,  # fixed epochs; tests of early stopping set it
+    swa_lr=None,  # one learning rate; tests of swa_lr set it
     random_state=0,
 )
 

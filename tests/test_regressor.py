@@ -177,6 +177,8 @@ def test_uncertainty_grows_away_from_the_data(toy_1d):
         swag_epochs=50,
         lr=0.03,
         batch_size=None,
+        early_stopping=False,  # the toy recipe: every epoch at one rate
+        swa_lr=None,
         random_state=0,
     ).fit(X, y)
     grid = np.linspace(-2, 2.5, 181).reshape(-1, 1)

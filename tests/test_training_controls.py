@@ -118,7 +118,8 @@ def test_learning_rate_plan_anneals_along_a_cosine():
 def test_swa_lr_reaches_the_optimizer_and_the_history(regression_data, fast_params):
     X, y = regression_data
     params = {**fast_params, "pretrain_epochs": 6, "swag_epochs": 6}
-    reg = MultiSWAGRegressor(**params, swa_lr=0.1, anneal_epochs=2).fit(X, y)
+    reg = MultiSWAGRegressor(**{**params, "swa_lr": 0.1, "anneal_epochs": 2})
+    reg.fit(X, y)
     history = reg.history_
     np.testing.assert_array_equal(history["epoch"], np.arange(1, 13))
     assert history["phase"].shape == history["lr"].shape == (3, 12)
@@ -216,7 +217,7 @@ def test_callbacks_that_cannot_work_are_refused(
     elif callbacks == "scheduler":
         callbacks = [LRScheduler()]
     X, y = regression_data
-    reg = MultiSWAGRegressor(**fast_params, **params, callbacks=callbacks)
+    reg = MultiSWAGRegressor(**{**fast_params, **params}, callbacks=callbacks)
     with pytest.raises(error, match=match):
         reg.fit(X, y)
 
@@ -395,7 +396,17 @@ def test_early_stopping_restores_the_best_weights(regression_data):
 def test_early_stopping_needs_held_out_rows(regression_data, fast_params):
     X, y = regression_data
     reg = MultiSWAGRegressor(
-        **{**fast_params, "validation_fraction": 0.0}, early_stopping=True
+        **{**fast_params, "validation_fraction": 0.0, "early_stopping": True}
     )
     with pytest.raises(ValueError, match="validation_fraction"):
         reg.fit(X, y)
+
+
+def test_early_stopping_auto_follows_the_held_out_rows(regression_data, fast_params):
+    X, y = regression_data
+    params = {**fast_params, "early_stopping": "auto", "pretrain_epochs": 300}
+    stopped = MultiSWAGRegressor(**params).fit(X, y)
+    assert stopped.pretrain_epochs_.max() < 300
+    full = MultiSWAGRegressor(**{**params, "validation_fraction": 0.0}).fit(X, y)
+    np.testing.assert_array_equal(full.pretrain_epochs_, 300)
+    assert np.isnan(full.history_["valid_loss"]).all()
