@@ -1489,6 +1489,10 @@ _METHOD_RULES: dict[str, Callable[[_Lowerer, fx.Node], _Value]] = {
 }
 
 
+#: Serialises tracing within a process (see :func:`_trace`).
+_TRACE_LOCK = threading.Lock()
+
+
 def _trace(module: nn.Module) -> fx.Graph:
     """The fx graph of ``module``, the same in training and in eval mode.
 
@@ -1503,9 +1507,12 @@ def _trace(module: nn.Module) -> fx.Graph:
     flags = {m: m.training for m in module.modules()}
     graphs = []
     try:
-        for training in (True, False):
-            module.train(training)
-            graphs.append(fx.Tracer().trace(module))
+        # fx patches torch.nn.Module.__call__ for the whole process while it
+        # traces: two traces at once would record each other's modules.
+        with _TRACE_LOCK:
+            for training in (True, False):
+                module.train(training)
+                graphs.append(fx.Tracer().trace(module))
     except Exception as exc:
         raise LoweringError(
             f"cannot trace {type(module).__name__}: {type(exc).__name__}: {exc}"

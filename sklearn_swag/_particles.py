@@ -519,7 +519,7 @@ def fit_group(
     particle_ids: np.ndarray,
     seeds: np.ndarray,
     device: torch.device,
-    modules: list[nn.Module] | None = None,
+    modules: list[nn.Module] | ParticleStack | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Train one group of particles and collect their SWAG moments.
@@ -537,8 +537,11 @@ def fit_group(
         Their rows of :func:`particle_seeds`.
     device : torch.device
         Where to train.
-    modules : list of torch.nn.Module, default=None
-        The particles' initialised networks; built from ``seeds`` when None.
+    modules : list of torch.nn.Module, ParticleStack or None, default=None
+        The particles' initialised networks, or their stack (built by the
+        caller, which keeps the tracing of a network out of worker threads:
+        torch.fx patches module calls process-wide while it traces); built
+        from ``seeds`` when None.
     validation : tuple of ndarray or None, default=None
         The held-out rows ``(X, y)``, for early stopping of the pretraining
         (``plan.early_stopping``).
@@ -553,7 +556,10 @@ def fit_group(
     """
     if modules is None:
         modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
-    stack = ParticleStack(modules, mode=plan.stack_mode)
+    if isinstance(modules, ParticleStack):
+        stack = modules
+    else:
+        stack = ParticleStack(modules, mode=plan.stack_mode)
     criterion = ParticleLoss(plan.build_criterion(), weighted=plan.weighted)
     X_t, y_t = torch.as_tensor(X).to(device), torch.as_tensor(y).to(device)
     early = plan.early_stopping and plan.pretrain_epochs > 0

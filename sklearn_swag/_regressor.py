@@ -786,6 +786,12 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         n_workers = min(n_jobs, len(groups))
         plan.max_threads = max(1, cpu_count() // n_workers)
         cuda = sorted({d.index or 0 for d in group_device if d.type == "cuda"})
+        # The groups' stacks are built here, where networks are traced: fx
+        # patches module calls process-wide, which worker threads must not see.
+        stacks = [
+            ParticleStack([modules[i] for i in ids], mode=plan.stack_mode)
+            for ids in groups
+        ]
         with torch.random.fork_rng(devices=cuda), threads_restored():
             # Groups in threads of this process (threading backend) share its
             # thread count: their share of the cores.
@@ -799,10 +805,10 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
                     ids + kept,
                     seeds[ids + kept],
                     dev,
-                    [modules[i] for i in ids],
+                    stack,
                     validation,
                 )
-                for ids, dev in zip(groups, group_device, strict=True)
+                for ids, dev, stack in zip(groups, group_device, stacks, strict=True)
             )
         merged = merge_groups(results)
         if kept:  # warm start: the particles fitted before come first
