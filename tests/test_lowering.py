@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
+from networks import SeedNet
 from torch import nn
 from torch.func import stack_module_state
 
@@ -75,17 +76,9 @@ def _features(*shape):
     return lambda seed=1: _randn(N, *shape, seed=seed)
 
 
-class Net(nn.Module):
-    """The typical user module."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
-        )
-
-    def forward(self, x):
-        return self.net(x)
+def Net():
+    """The typical user module: the seed's network, a forward calling a Sequential."""
+    return SeedNet(input_dim=1)
 
 
 def test_typical_user_module():
