@@ -268,7 +268,7 @@ class TrainingPlan:
         self.flops_per_row = _flops_per_row(modules[0], probe)
         return build_stack(modules, probe).mode
 
-    def threads_for(self, n_particles: int, n_rows: int) -> int | None:
+    def threads_for(self, n_particles: int, n_rows: int) -> int:
         """Torch threads for a group: as many as its work per step can use.
 
         A step of a small network is over in microseconds; intra-op threads
@@ -507,7 +507,7 @@ class _GroupNet(NeuralNet):
             dataset,
             batch_size,
             self.particle_generators_,
-            merge_single_row=self.module_.has_batch_norm,
+            merge_single_row=self.module_.normalises_batches,
             **kwargs,
         )
 
@@ -602,33 +602,23 @@ def fit_group(
             own_threads = threading.current_thread() is threading.main_thread()
             if device.type == "cpu" and own_threads:
                 torch.set_num_threads(1)  # ThreadTuner tries more where it may pay
-            callbacks = _callbacks(
-                plan, stack, len(X), particle_ids, swag_start, own_threads
-            )
-            named = dict(c for c in callbacks if isinstance(c, tuple))
-            history = named["history"]
-            if phase != "pretrain":
-                collector = named["swag"]
-            else:
+            if phase == "pretrain":
                 monitor = PretrainingMonitor(
                     torch.as_tensor(validation[0]).to(device),
                     torch.as_tensor(validation[1]).to(device),
                     plan.n_iter_no_change,
                     plan.tol,
                 )
-                # No SWAG collection; the monitor right after the history, so
-                # the epoch it ends is recorded.
-                callbacks = [
-                    c
-                    for c in callbacks
-                    if not (isinstance(c, tuple) and c[1] is named["swag"])
-                ]
-                at = next(
-                    i
-                    for i, c in enumerate(callbacks)
-                    if isinstance(c, tuple) and c[1] is history
-                )
-                callbacks.insert(at + 1, ("early_stopping", monitor))
+            callbacks, history, run_collector = _callbacks(
+                plan,
+                stack,
+                len(X),
+                particle_ids,
+                swag_start,
+                own_threads,
+                monitor if phase == "pretrain" else None,
+            )
+            collector = run_collector or collector
             net = _group_net(plan, stack, criterion, device, callbacks, epochs)
             net.particle_generators_ = generators
             try:
@@ -679,31 +669,47 @@ def _callbacks(
     particle_ids: np.ndarray,
     swag_start: int,
     own_threads: bool = True,
-) -> list:
+    monitor: PretrainingMonitor | None = None,
+) -> tuple[list, TrainingHistory, SWAGCollector | None]:
     """The callbacks of one training run of a group.
 
     ``swag_start`` epochs of pretraining come first, then SWAG epochs until
-    the run ends.
+    the run ends. With ``monitor`` (early stopping) the run is pretraining
+    alone: no snapshots, and the monitor right after the history, so that the
+    epoch it ends is recorded.
+
+    Returns
+    -------
+    callbacks : list
+    history : TrainingHistory
+    collector : SWAGCollector or None
+        None with ``monitor``.
     """
     steps_per_epoch = len(
         training_batches(
             n_rows,
             plan.batch_size,
             bool(plan.iterator_kwargs.get("drop_last", False)),
-            stack.has_batch_norm,
+            stack.normalises_batches,
         )
-    )
-    collector = SWAGCollector(
-        start_epoch=swag_start,
-        rank=plan.rank,
-        deviation_dtype=getattr(torch, plan.deviation_dtype),
-        every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
     )
     callbacks: list = [("divergence", DivergenceCheck(list(map(int, particle_ids))))]
     if plan.swa_lr is not None:
         rates = LearningRatePlan(plan.lr, plan.swa_lr, swag_start, plan.anneal_epochs)
         callbacks.append(("learning_rate", rates))
-    callbacks += [("swag", collector), ("history", TrainingHistory(swag_start))]
+    collector = None
+    if monitor is None:
+        collector = SWAGCollector(
+            start_epoch=swag_start,
+            rank=plan.rank,
+            deviation_dtype=getattr(torch, plan.deviation_dtype),
+            every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
+        )
+        callbacks.append(("swag", collector))
+    history = TrainingHistory(swag_start)
+    callbacks.append(("history", history))
+    if monitor is not None:
+        callbacks.append(("early_stopping", monitor))
     # The user's callbacks, a copy for every group: after the SWAG collection
     # (so a learning-rate scheduler steps after the epoch it ran).
     callbacks += [copy.deepcopy(cb) for cb in plan.callbacks]
@@ -716,7 +722,7 @@ def _callbacks(
     on_cpu = next(stack.parameters()).device.type == "cpu"
     if on_cpu and own_threads and threads > 1:
         callbacks.append(("threads", ThreadTuner(threads)))
-    return callbacks
+    return callbacks, history, collector
 
 
 def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
@@ -767,14 +773,20 @@ def _group_history(histories: list, monitor, n_particles: int) -> dict:
         "valid_loss": valid,
         "lr": np.concatenate(rates),
         "phase": np.concatenate(phases),
-        "skorch": records,
+        "groups": [records],
     }
 
 
 def merge_groups(results: list[dict]) -> dict:
     """Join the results of :func:`fit_group` in particle order."""
-    keys = ("mean", "sq_mean", "deviations", "n_snapshots", "train_loss")
-    keys += ("pretrain_epochs",)
+    keys = (
+        "mean",
+        "sq_mean",
+        "deviations",
+        "n_snapshots",
+        "train_loss",
+        "pretrain_epochs",
+    )
     if len(results) == 1:  # no copy: the deviations can be most of the memory
         merged = {key: results[0][key] for key in keys}
     else:
@@ -812,7 +824,5 @@ def join_histories(histories: list[dict], sizes: list[int]) -> dict:
         joined[key] = np.concatenate(
             [pad(h[key], n, fill) for h, n in zip(histories, sizes, strict=True)]
         )
-    joined["groups"] = [
-        g for h in histories for g in (h["groups"] if "groups" in h else [h["skorch"]])
-    ]
+    joined["groups"] = [group for h in histories for group in h["groups"]]
     return joined

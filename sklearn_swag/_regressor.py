@@ -43,7 +43,7 @@ from ._sklearn_compat import (
     _fit_context,
     validate_data,
 )
-from ._stacking import ParticleStack, elementwise_loss
+from ._stacking import ParticleStack, elementwise_loss, uses_batch_norm
 
 #: Prefixes of the parameters routed to the parts that skorch builds.
 ROUTED_PREFIXES = ("module__", "optimizer__", "criterion__", "iterator_train__")
@@ -766,7 +766,7 @@ class MultiSWAGRegressor(RegressorMixin, BaseEstimator):
         # Every particle is initialised here, one after another: worker threads
         # share the global torch random state, so they must not seed it.
         modules = [plan.build_module(s) for s in seeds[kept:, INIT_SEED]]
-        if _has_batch_norm(modules[0]) and len(train) < 2:
+        if uses_batch_norm(modules[0]) and len(train) < 2:
             raise ValueError(
                 "A network with BatchNorm layers needs at least 2 training rows "
                 f"to normalise by; got {len(train)}."
@@ -1250,12 +1250,6 @@ def _bn_update_rows(
     size = len(X_train) if n_rows is None else min(n_rows, len(X_train))
     p = weights / weights.sum()
     return X_train[rng.choice(len(X_train), size=size, replace=False, p=p)]
-
-
-def _has_batch_norm(module: torch.nn.Module) -> bool:
-    return any(
-        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()
-    )
 
 
 def _target_scaling(

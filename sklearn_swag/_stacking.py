@@ -109,22 +109,58 @@ class LoweredEvaluator:
 
 
 class _SkeletonEvaluator:
-    """Shared part of the evaluators that call a copy of the module."""
+    """Shared part of the evaluators that call a copy of the module.
+
+    Parameters
+    ----------
+    skeleton : torch.nn.Module
+        A copy of the network, owned by the evaluator.
+    """
 
     name = ""
 
     def __init__(self, skeleton: nn.Module) -> None:
         self.skeleton = skeleton
+        self.param_names = [name for name, _ in skeleton.named_parameters()]
+        self.buffer_names = [name for name, _ in skeleton.named_buffers()]
         self._mode: str | None = None
 
     def _set_mode(self, mode: str) -> None:
         if mode == self._mode:
             return  # skorch asks at every step; walking the tree costs
         self.skeleton.train(mode != "eval")
-        for module in self.skeleton.modules():
-            if mode == "refresh" and isinstance(module, _DropoutNd):
-                module.eval()
+        if mode == "refresh":  # normalisation statistics, without dropout
+            for module in self.skeleton.modules():
+                if isinstance(module, _DropoutNd):
+                    module.eval()
         self._mode = mode
+
+    def _each_copy(self, params, buffers, X, mode):
+        """The copies one after another, each with its own weights and buffers.
+
+        The buffers a copy updates (``BatchNorm`` statistics in training) are
+        views of the stacked ones, so the updates land in the stack.
+        """
+        self._set_mode(mode)
+        momenta = {}
+        if mode == "refresh":  # cumulative averages, as SWAG's bn_update
+            for module in self.skeleton.modules():
+                if isinstance(module, _BatchNorm):
+                    momenta[module] = module.momentum
+                    module.momentum = None
+        try:
+            outs = []
+            for i in range(params[0].shape[0] if params else buffers[0].shape[0]):
+                values = {
+                    n: p[i] for n, p in zip(self.param_names, params, strict=True)
+                }
+                own = {n: b[i] for n, b in zip(self.buffer_names, buffers, strict=True)}
+                x = X if X.ndim == 2 else X[i]
+                outs.append(functional_call(self.skeleton, (values, own), (x,)))
+        finally:
+            for module, momentum in momenta.items():
+                module.momentum = momentum
+        return torch.stack(outs)
 
     def copy_to(self, device: torch.device):
         return type(self)(copy.deepcopy(self.skeleton).to(device))
@@ -134,71 +170,34 @@ class _SkeletonEvaluator:
 
 
 class VmapEvaluator(_SkeletonEvaluator):
-    """Copies evaluated by :func:`torch.func.vmap` over one functional module.
-
-    Parameters
-    ----------
-    skeleton : torch.nn.Module
-        A copy of the network, owned by the evaluator.
-    """
+    """Copies evaluated by :func:`torch.func.vmap` over one functional module."""
 
     name = "vmap"
 
     def __call__(self, params, buffers, X, *, mode, generators=None):
         if mode == "refresh":  # vmap cannot keep buffer updates: copy by copy
-            return LoopEvaluator.__call__(self, params, buffers, X, mode=mode)
+            return self._each_copy(params, buffers, X, mode)
         self._set_mode(mode)
-        names = self.param_names
         skeleton = self.skeleton
 
         def one(values, buffers_, x):
             return functional_call(skeleton, (values, buffers_), (x,))
 
-        values = dict(zip(names, params, strict=True))
+        values = dict(zip(self.param_names, params, strict=True))
         buffer_values = dict(zip(self.buffer_names, buffers, strict=True))
         x_dim = 0 if X.ndim == 3 else None
         return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(
             values, buffer_values, X
         )
 
-    @property
-    def param_names(self) -> list[str]:
-        return [name for name, _ in self.skeleton.named_parameters()]
 
-    @property
-    def buffer_names(self) -> list[str]:
-        return [name for name, _ in self.skeleton.named_buffers()]
-
-
-class LoopEvaluator(VmapEvaluator):
-    """Copies evaluated one after another, each with its own weights and buffers.
-
-    The buffers a copy updates (``BatchNorm`` statistics in training) are
-    views of the stacked ones, so the updates land in the stack.
-    """
+class LoopEvaluator(_SkeletonEvaluator):
+    """Copies evaluated one after another, each with its own weights and buffers."""
 
     name = "loop"
 
     def __call__(self, params, buffers, X, *, mode, generators=None):
-        self._set_mode(mode)
-        momenta = {}
-        if mode == "refresh":  # cumulative averages, as SWAG's bn_update
-            for module in self.skeleton.modules():
-                if isinstance(module, _BatchNorm):
-                    momenta[module] = module.momentum
-                    module.momentum = None
-        try:
-            names, buffer_names = self.param_names, self.buffer_names
-            outs = []
-            for i in range(params[0].shape[0] if params else buffers[0].shape[0]):
-                values = {n: p[i] for n, p in zip(names, params, strict=True)}
-                own = {n: b[i] for n, b in zip(buffer_names, buffers, strict=True)}
-                x = X if X.ndim == 2 else X[i]
-                outs.append(functional_call(self.skeleton, (values, own), (x,)))
-        finally:
-            for module, momentum in momenta.items():
-                module.momentum = momentum
-        return torch.stack(outs)
+        return self._each_copy(params, buffers, X, mode)
 
 
 _EVALUATORS = {"vmap": VmapEvaluator, "loop": LoopEvaluator}
@@ -242,6 +241,9 @@ class ParticleStack(nn.Module):
         Whether the network keeps normalisation statistics (a ``BatchNorm``
         layer with running statistics), which prediction recomputes for
         every weight vector it evaluates.
+    normalises_batches : bool
+        Whether any layer normalises by batch statistics (any ``BatchNorm``),
+        so that a training batch of one row must be avoided.
     dropout_generators : list of torch.Generator or None
         Set while training: each particle's own source of dropout masks in
         "lowered" mode, so that a particle's masks do not depend on the
@@ -280,6 +282,7 @@ class ParticleStack(nn.Module):
         self._buffer_names = [name for name, _ in template.named_buffers()]
         self._refresh_values = _refresh_values(template, self._buffer_names)
         self.has_batch_norm = bool(self._refresh_values)
+        self.normalises_batches = uses_batch_norm(template)
         params, buffers = stack_module_state(modules)
         self.weights = nn.ParameterList(
             nn.Parameter(params[name].detach().clone()) for name in self._names
@@ -463,6 +466,11 @@ class ParticleStack(nn.Module):
         return joined.train(first.training)
 
 
+def uses_batch_norm(module: nn.Module) -> bool:
+    """Whether ``module`` has a ``BatchNorm`` layer (with running statistics or not)."""
+    return any(isinstance(m, _BatchNorm) for m in module.modules())
+
+
 def _refresh_values(module: nn.Module, buffer_names: list[str]) -> dict[int, float]:
     """Index and starting value of every buffer a statistics refresh recomputes."""
     names = {}
@@ -490,7 +498,6 @@ class StackInference:
     def __init__(self, stack: ParticleStack, device: torch.device) -> None:
         self.device = device
         self.unflatten = stack.unflatten
-        self.has_batch_norm = stack.has_batch_norm
         self._refresh_values = stack._refresh_values
         self._buffers = [b.detach().to(device) for b in stack.stacked_buffers()]
         self._evaluator = stack._evaluator.copy_to(device)
@@ -533,10 +540,10 @@ class StackInference:
             Every buffer, with a leading axis of length ``M``.
         """
         buffers = self.buffers_of(owners)
-        if not self.has_batch_norm:
+        if not self._refresh_values:
             return buffers
-        block = self._block(len(rows) if batch_size is None else batch_size)
-        block = max(1, _REFRESH_FLOATS * block // _BLOCK_FLOATS)
+        batch = len(rows) if batch_size is None else min(batch_size, len(rows))
+        block = self._block(batch, rows, _REFRESH_FLOATS)
         for i, value in self._refresh_values.items():
             buffers[i] = torch.full_like(buffers[i], value)
         batches = batch_bounds(len(rows), batch_size)
@@ -588,13 +595,12 @@ class StackInference:
             ]
         return torch.cat(pieces)
 
-    def _block(self, n_rows: int, X: torch.Tensor | None = None) -> int:
-        """Weight vectors per block whose widest layer fits ``_BLOCK_FLOATS``."""
+    def _block(self, n_rows: int, X: torch.Tensor, floats: int = _BLOCK_FLOATS) -> int:
+        """Weight vectors per block whose widest layer, for ``n_rows`` rows of
+        ``X``, holds at most ``floats`` floats."""
         if self._widest is None:
-            if X is None:
-                return max(1, _BLOCK_FLOATS // max(1, n_rows))
             self._widest = _widest_layer(self._template, X[:1].cpu())
-        return max(1, _BLOCK_FLOATS // max(1, n_rows * self._widest))
+        return max(1, floats // max(1, n_rows * self._widest))
 
 
 def _widest_layer(module: nn.Module, row: torch.Tensor) -> int:

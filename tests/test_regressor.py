@@ -666,3 +666,26 @@ def test_user_networks_of_common_layers_train_batched(regression_data, module):
     assert reg.particles_.mode == "lowered"
     mean, std = reg.predict(X, return_std=True)
     assert np.all(np.isfinite(mean)) and np.all(std > 0)
+
+
+class BatchStatisticsNet(nn.Module):
+    """BatchNorm without running statistics: normalises by every batch's own."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(3, 8), nn.BatchNorm1d(8, track_running_stats=False),
+            nn.ReLU(), nn.Linear(8, 1),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_last_batch_of_one_row_trains_batch_statistics(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params.update(batch_size=21, validation_fraction=0.0)  # 64 = 3 * 21 + 1
+    reg = MultiSWAGRegressor(BatchStatisticsNet, **params).fit(X, y)
+    assert reg.bn_update_X_ is None  # no running statistics to recompute
+    assert np.all(np.isfinite(reg.predict(X[:8])))
