@@ -199,6 +199,8 @@ class TrainingPlan:
     max_threads: int | None = None
     #: Whether the targets carry a last column of row weights.
     weighted: bool = False
+    #: Whether the targets are class indices (a classifier's).
+    class_targets: bool = False
     #: Early stopping of the pretraining on the held-out rows.
     early_stopping: bool = False
     n_iter_no_change: int = 10
@@ -560,7 +562,9 @@ def fit_group(
         stack = modules
     else:
         stack = ParticleStack(modules, mode=plan.stack_mode)
-    criterion = ParticleLoss(plan.build_criterion(), weighted=plan.weighted)
+    criterion = ParticleLoss(
+        plan.build_criterion(), weighted=plan.weighted, class_targets=plan.class_targets
+    )
     X_t, y_t = torch.as_tensor(X).to(device), torch.as_tensor(y).to(device)
     early = plan.early_stopping and plan.pretrain_epochs > 0
     phases = (

@@ -1,13 +1,18 @@
 """The posterior predictive: from SWAG moments to mixture components.
 
 Each particle's posterior is sampled ``n_samples`` times with the particle's own
-seed (:func:`draw_particle_weights`); the network evaluated at those draws gives
-the particle's predictive mean and (epistemic) variance at every row
-(:func:`component_moments`). The mixture over particles is
-:class:`~sklearn_swag._mixture.NormalMixture`.
+seed (:func:`draw_particle_weights`); the network evaluated at those draws
+(:func:`particle_outputs`) gives, per particle and row, the predictive mean and
+(epistemic) variance of a regression network (:func:`output_moments`) or the
+class probabilities and expected entropy of a classification network
+(:func:`class_probabilities`). The mixtures over particles are
+:class:`~sklearn_swag._mixture.NormalMixture` and
+:class:`~sklearn_swag._categorical.CategoricalMixture`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -90,7 +95,7 @@ class _Network:
         )
 
 
-def component_moments(
+def particle_outputs(
     stack: ParticleStack,
     mean: np.ndarray,
     sq_mean: np.ndarray,
@@ -101,11 +106,15 @@ def component_moments(
     n_samples: int,
     scale: float,
     device: torch.device,
-    heteroscedastic: bool = False,
+    reduce: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
     bn_rows: np.ndarray | None = None,
     bn_batch_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Predictive moments of every particle at every row.
+) -> tuple[np.ndarray, ...]:
+    """Every particle's draws at every row, summarised per particle.
+
+    The draws are taken and evaluated a block of particles at a time, so
+    that no more than about ``_DRAW_BUDGET`` weights are held at once; each
+    block's outputs go through ``reduce`` at once.
 
     Parameters
     ----------
@@ -122,9 +131,10 @@ def component_moments(
         Posterior scale.
     device : torch.device
         Where to evaluate the network.
-    heteroscedastic : bool, default=False
-        Whether the network returns a mean and a variance per output (see
-        :func:`~sklearn_swag._noise.split_mean_variance`).
+    reduce : callable
+        Maps the outputs of a block, a tensor of shape (n_block, n_samples,
+        n_rows, n_outputs), to a tuple of per-particle tensors (leading axis
+        n_block).
     bn_rows : ndarray of shape (n_bn_rows, n_features) or None, default=None
         Training rows on which the normalisation statistics of every draw are
         recomputed (networks with ``BatchNorm``); None uses the statistics
@@ -134,18 +144,15 @@ def component_moments(
 
     Returns
     -------
-    means, variances : ndarray of shape (n_models, n_rows, n_outputs)
-        Mean and variance (``ddof=0``) over each particle's draws of the
-        network's (mean) output.
-    noise : ndarray of shape (n_models, n_rows, n_outputs) or None
-        With ``heteroscedastic``, each particle's predicted noise variance
-        averaged over its draws; None otherwise.
+    tuple of ndarray
+        What ``reduce`` returns, joined over the particles (leading axis
+        n_models), on the CPU.
     """
     n_models, n_params = mean.shape
     per_chunk = max(1, _DRAW_BUDGET // max(1, n_samples * n_params))
     network = _Network(stack, device, bn_rows, bn_batch_size)
     X_t = torch.as_tensor(X, device=device)
-    means, variances, noises = [], [], []
+    parts: list[tuple[torch.Tensor, ...]] = []
     with torch.no_grad():
         for start in range(0, n_models, per_chunk):
             chunk = range(start, min(n_models, start + per_chunk))
@@ -159,20 +166,65 @@ def component_moments(
             )
             owners = torch.arange(chunk.start, chunk.stop).repeat_interleave(n_samples)
             out = network(theta, owners, X_t)
-            if heteroscedastic:
-                out, noise = split_mean_variance(out)
-                noise = noise.to(torch.float64)
-                noise = noise.reshape(len(chunk), n_samples, *noise.shape[1:])
-                noises.append(noise.mean(dim=1).cpu())
-            out = out.to(torch.float64)
             out = out.reshape(len(chunk), n_samples, *out.shape[1:])
-            # Two passes by hand: much faster than Tensor.var over a middle axis.
-            chunk_mean = out.mean(dim=1)
-            out -= chunk_mean.unsqueeze(1)
-            means.append(chunk_mean.cpu())
-            variances.append(out.square_().mean(dim=1).cpu())
-    noise = torch.cat(noises).numpy() if heteroscedastic else None
-    return torch.cat(means).numpy(), torch.cat(variances).numpy(), noise
+            parts.append(tuple(t.cpu() for t in reduce(out)))
+    return tuple(torch.cat(column).numpy() for column in zip(*parts, strict=True))
+
+
+def output_moments(
+    out: torch.Tensor, heteroscedastic: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """Mean and variance (``ddof=0``) over the draws of a regression network.
+
+    Parameters
+    ----------
+    out : torch.Tensor of shape (n_block, n_samples, n_rows, n_columns)
+    heteroscedastic : bool, default=False
+        Whether the network returns a mean and a variance per output (see
+        :func:`~sklearn_swag._noise.split_mean_variance`).
+
+    Returns
+    -------
+    means, variances : torch.Tensor of shape (n_block, n_rows, n_outputs)
+        float64 moments of the (mean) output.
+    noise : torch.Tensor of the same shape
+        Only with ``heteroscedastic``: the predicted noise variance averaged
+        over the draws.
+    """
+    noise = None
+    if heteroscedastic:
+        out, noise = split_mean_variance(out)
+        noise = noise.to(torch.float64).mean(dim=1)
+    out = out.to(torch.float64)
+    # Two passes by hand: much faster than Tensor.var over a middle axis.
+    mean = out.mean(dim=1)
+    out -= mean.unsqueeze(1)
+    variance = out.square_().mean(dim=1)
+    return (mean, variance) if noise is None else (mean, variance, noise)
+
+
+def class_probabilities(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each particle's class probabilities and the mean entropy of its draws.
+
+    Parameters
+    ----------
+    out : torch.Tensor of shape (n_block, n_samples, n_rows, n_classes)
+        Logits of every draw.
+
+    Returns
+    -------
+    log_proba : torch.Tensor of shape (n_block, n_rows, n_classes)
+        Log of the mean over the draws of their softmax probabilities
+        (log-sum-exp of the log-softmax, float64): the probabilities are
+        averaged, never the logits.
+    expected_entropy : torch.Tensor of shape (n_block, n_rows)
+        Mean over the draws of the entropy of their probabilities, in nats.
+    """
+    log_p = torch.log_softmax(out.to(torch.float64), dim=-1)
+    n_samples = out.shape[1]
+    log_proba = torch.logsumexp(log_p, dim=1) - np.log(n_samples)
+    entropy = -(torch.exp(log_p) * log_p).sum(dim=-1)
+    return log_proba, entropy.mean(dim=1)
 
 
 def function_draws(

@@ -765,6 +765,8 @@ def elementwise_loss(criterion: nn.Module):
         copy_.reduction = "none"
         return copy_
     kind = type(criterion)
+    if kind is nn.CrossEntropyLoss and criterion.weight is None:
+        return partial(_cross_entropy, label_smoothing=criterion.label_smoothing)
     if kind is nn.MSELoss:
         return partial(F.mse_loss, reduction="none")
     if kind is nn.L1Loss:
@@ -774,6 +776,22 @@ def elementwise_loss(criterion: nn.Module):
     if kind is nn.HuberLoss:
         return partial(F.huber_loss, reduction="none", delta=criterion.delta)
     return None
+
+
+def _cross_entropy(
+    logits: torch.Tensor, y_true: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy of every row, as ``nn.CrossEntropyLoss`` computes it.
+
+    ``logits`` of shape (..., n_classes), ``y_true`` of shape (..., 1) holding
+    class indices (as floats, as the targets travel); values of shape (..., 1).
+    """
+    log_p = torch.log_softmax(logits, dim=-1)
+    values = -log_p.gather(-1, y_true.long())
+    if label_smoothing:
+        smooth = -log_p.mean(dim=-1, keepdim=True)
+        values = (1.0 - label_smoothing) * values + label_smoothing * smooth
+    return values
 
 
 class ParticleLoss(nn.Module):
@@ -789,6 +807,10 @@ class ParticleLoss(nn.Module):
         particle's loss is then the weighted mean (or sum) of its rows'
         values, as if every row were repeated as often as its weight says.
         Needs a criterion with elementwise values (:func:`elementwise_loss`).
+    class_targets : bool, default=False
+        Whether the targets are class indices (one column, as floats): a
+        criterion without elementwise values then gets them as a long tensor
+        of shape ``(N,)``, as ``nn.CrossEntropyLoss`` and ``nn.NLLLoss`` want.
 
     Attributes
     ----------
@@ -798,10 +820,13 @@ class ParticleLoss(nn.Module):
         True for every particle whose loss was ever NaN or infinite.
     """
 
-    def __init__(self, criterion: nn.Module, weighted: bool = False) -> None:
+    def __init__(
+        self, criterion: nn.Module, weighted: bool = False, class_targets: bool = False
+    ) -> None:
         super().__init__()
         self.criterion = criterion
         self.weighted = weighted
+        self.class_targets = class_targets
         self.last_losses: torch.Tensor | None = None
         self._finite: torch.Tensor | None = None
         self._batched: bool | None = None
@@ -836,6 +861,8 @@ class ParticleLoss(nn.Module):
             if self.criterion.reduction == "mean":
                 return values.mean(dim=dims)
             return values.sum(dim=dims)
+        if self.class_targets:
+            y_true = y_true[..., 0].long()
         if self._batched is None or self._batched:
             try:
                 losses = vmap(self.criterion)(y_pred, y_true)

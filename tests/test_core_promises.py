@@ -18,7 +18,7 @@ from networks import BatchNormNet, SeedNet
 
 from sklearn_swag import MultiSWAGRegressor
 from sklearn_swag._callbacks import SWAGCollector
-from sklearn_swag._regressor import _validation_split
+from sklearn_swag._base import _validation_split
 
 
 # -- particles do not depend on how many there are ---------------------------------
@@ -244,7 +244,7 @@ def test_an_optimizer_that_couples_particles_is_refused(
 ):
     X, y = regression_data
     reg = MultiSWAGRegressor(**{**fast_params, "optimizer": optimizer})
-    with mock.patch("sklearn_swag._regressor.fit_group") as fit_group:
+    with mock.patch("sklearn_swag._base.fit_group") as fit_group:
         with pytest.raises(ValueError, match="optimizer="):
             reg.fit(X, y)
     fit_group.assert_not_called()

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_swag import MultiSWAGRegressor, _regressor
+from sklearn_swag import MultiSWAGRegressor, _base
 from sklearn_swag._callbacks import LearningRatePlan
 from sklearn_swag._noise import held_out_noise_factor
-from sklearn_swag._regressor import _merge_identical_rows
+from sklearn_swag._base import _merge_identical_rows
 from sklearn_swag._stacking import ParticleLoss
 
 
@@ -229,14 +229,14 @@ def test_warm_start_grows_the_ensemble_like_a_fresh_fit(regression_data, fast_pa
     reg = MultiSWAGRegressor(**{**params, "n_models": 2}, warm_start=True).fit(X, y)
     first = reg.swag_mean_.copy()
     trained = []
-    original = _regressor.fit_group
+    original = _base.fit_group
 
     def spy(plan, X, y, ids, *args, **kwargs):
         trained.extend(int(i) for i in ids)
         return original(plan, X, y, ids, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sklearn_swag._regressor.fit_group", spy)
+        patch.setattr("sklearn_swag._base.fit_group", spy)
         reg.set_params(n_models=4).fit(X, y)
     assert trained == [2, 3]  # only the new particles trained
     np.testing.assert_array_equal(reg.swag_mean_[:2], first)
