@@ -1,10 +1,11 @@
-"""scikit-learn's own estimator checks: the defaults, a small fast instance, and
-that instance with heteroscedastic noise."""
+"""scikit-learn's own estimator checks, nothing excused: each estimator with its
+defaults and as a small fast instance (the regressor also with heteroscedastic
+noise)."""
 
 from conftest import FAST
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_swag import MultiSWAGRegressor
+from sklearn_swag import MultiSWAGClassifier, MultiSWAGRegressor
 
 
 @parametrize_with_checks(
@@ -12,6 +13,8 @@ from sklearn_swag import MultiSWAGRegressor
         MultiSWAGRegressor(),
         MultiSWAGRegressor(**FAST),
         MultiSWAGRegressor(**FAST, noise="heteroscedastic"),
+        MultiSWAGClassifier(),
+        MultiSWAGClassifier(**FAST),
     ]
 )
 def test_sklearn_compatible_estimator(estimator, check):

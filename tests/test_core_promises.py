@@ -17,8 +17,8 @@ import torch
 from networks import BatchNormNet, SeedNet
 
 from sklearn_swag import MultiSWAGRegressor
-from sklearn_swag._callbacks import SWAGCollector
 from sklearn_swag._base import _validation_split
+from sklearn_swag._callbacks import SWAGCollector
 
 
 # -- particles do not depend on how many there are ---------------------------------

@@ -16,8 +16,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor, NormalMixture
-from sklearn_swag._particles import SPLIT_STREAM, derived_rng, root_seed
 from sklearn_swag._base import _validation_split
+from sklearn_swag._particles import SPLIT_STREAM, derived_rng, root_seed
 from sklearn_swag._sklearn_compat import InvalidParameterError
 
 

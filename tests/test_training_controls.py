@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from sklearn_swag import MultiSWAGRegressor, _base
+from sklearn_swag._base import _merge_identical_rows
 from sklearn_swag._callbacks import LearningRatePlan
 from sklearn_swag._noise import held_out_noise_factor
-from sklearn_swag._base import _merge_identical_rows
 from sklearn_swag._stacking import ParticleLoss
 
 
