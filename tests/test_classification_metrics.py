@@ -16,8 +16,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_swag._categorical import CategoricalMixture
-from sklearn_swag._mixture import NormalMixture
 from sklearn_swag import (
     classification_scorers,
     expected_calibration_error,
@@ -31,6 +29,8 @@ from sklearn_swag import (
     neg_ece_scorer,
     neg_nll_scorer,
 )
+from sklearn_swag._categorical import CategoricalMixture
+from sklearn_swag._mixture import NormalMixture
 
 MIXTURE_METRICS = [
     mean_log_loss,
