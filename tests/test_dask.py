@@ -118,3 +118,19 @@ def test_groups_run_on_the_cluster_and_match_local_fits(client, regression_data)
     _assert_same_fit(threads, serial)
     _assert_same_fit(on_dask, serial)
     assert np.all(reg.n_snapshots_ == PARAMS["swag_epochs"])
+
+
+def test_classifier_groups_run_on_the_cluster(client):
+    from sklearn.datasets import make_blobs
+
+    from sklearn_swag import MultiSWAGClassifier
+
+    X, y = make_blobs(n_samples=60, centers=3, random_state=0)
+    labels = np.array(["a", "b", "c"])[y]
+    # Groups of the same size round the same: compare with threads.
+    with joblib.parallel_backend("threading"):
+        serial = MultiSWAGClassifier(n_jobs=2, **PARAMS).fit(X, labels)
+    clf = _fit_on_dask(MultiSWAGClassifier(n_jobs=2, **PARAMS), X, labels)
+    assert_allclose(clf.swag_mean_, serial.swag_mean_, rtol=1e-6, atol=1e-7)
+    assert_allclose(clf.predict_proba(X), serial.predict_proba(X), rtol=1e-5)
+    assert (clf.predict(X) == serial.predict(X)).all()
