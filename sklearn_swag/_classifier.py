@@ -302,6 +302,60 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         self.random_state = random_state
         self._routed = dict(kwargs)
 
+    @classmethod
+    def from_skorch(cls, net, **params):
+        """A MultiSWAG classifier that trains what a skorch net trains.
+
+        As :meth:`MultiSWAGRegressor.from_skorch`, for a net whose module
+        returns one logit per class and whose criterion takes logits
+        (``criterion=torch.nn.CrossEntropyLoss``). skorch's
+        ``NeuralNetClassifier`` defaults to ``NLLLoss`` on a module that
+        returns probabilities, which this estimator would read as logits: such
+        a net is refused, as is ``NeuralNetBinaryClassifier`` (one logit).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            A configured (fitted or not) skorch net.
+        **params : dict
+            Parameters of the classifier, which take precedence over the
+            net's.
+
+        Returns
+        -------
+        MultiSWAGClassifier
+            An unfitted estimator.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from sklearn_swag import MLP, MultiSWAGClassifier
+        >>> net = NeuralNetClassifier(MLP, module__n_features=4, module__n_outputs=3,
+        ...                           criterion=torch.nn.CrossEntropyLoss, lr=0.01,
+        ...                           max_epochs=40)
+        >>> clf = MultiSWAGClassifier.from_skorch(net, n_models=4)
+        >>> clf.criterion.__name__, clf.pretrain_epochs
+        ('CrossEntropyLoss', 40)
+        """
+        from skorch import NeuralNetBinaryClassifier
+
+        if isinstance(net, NeuralNetBinaryClassifier):
+            raise ValueError(
+                "NeuralNetBinaryClassifier returns one logit; MultiSWAGClassifier "
+                "needs one per class (two for a binary problem) and "
+                "criterion=torch.nn.CrossEntropyLoss."
+            )
+        criterion = getattr(net, "criterion", None)
+        if criterion is torch.nn.NLLLoss or isinstance(criterion, torch.nn.NLLLoss):
+            raise ValueError(
+                "This skorch net trains with NLLLoss, on a module that returns "
+                "probabilities (NeuralNetClassifier's default); MultiSWAGClassifier "
+                "averages the softmax of the module's outputs, so it needs a module "
+                "that returns logits and criterion=torch.nn.CrossEntropyLoss."
+            )
+        return super().from_skorch(net, **params)
+
     # -- fitting ----------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

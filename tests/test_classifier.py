@@ -285,3 +285,26 @@ def test_warm_start_adds_particles_and_checks_the_classes(blobs):
     with pytest.raises(ValueError, match="classes"):
         clf.set_params(n_models=3).fit(X, y + 1)
     assert clf.swag_mean_.shape[0] == 2
+
+
+def test_from_skorch_takes_a_logit_net_and_refuses_a_probability_net(blobs):
+    from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier
+
+    from sklearn_swag import MLP
+
+    X, y = blobs
+    net = NeuralNetClassifier(
+        MLP,
+        module__n_features=2,
+        module__n_outputs=3,
+        criterion=nn.CrossEntropyLoss,
+        lr=0.03,
+        max_epochs=30,
+        batch_size=32,
+    )
+    clf = MultiSWAGClassifier.from_skorch(net, n_models=2, swag_epochs=5, rank=2)
+    assert clf.fit(X, y).score(X, y) > 0.85
+    with pytest.raises(ValueError, match="NLLLoss"):
+        MultiSWAGClassifier.from_skorch(NeuralNetClassifier(MLP))
+    with pytest.raises(ValueError, match="one logit"):
+        MultiSWAGClassifier.from_skorch(NeuralNetBinaryClassifier(MLP))
