@@ -349,6 +349,13 @@ def check_optimizer_decouples(
         If the optimizer cannot step without a closure, or the first copy's
         update depends on the second copy's gradients.
     """
+    name = getattr(optimizer, "__name__", repr(optimizer))
+    if isinstance(optimizer, type) and issubclass(optimizer, _ELEMENTWISE_OPTIMIZERS):
+        # Known to decouple and to step without a closure: building it checks
+        # the routed parameters (a wrong one fails here, naming it).
+        params = [nn.Parameter(torch.zeros(2, *p.shape)) for p in module.parameters()]
+        _build_routed(optimizer, "optimizer", kwargs, params, lr=lr)
+        return
     shapes = [tuple(p.shape) for p in module.parameters()]
     generator = torch.Generator().manual_seed(0)
     start = [torch.randn((2, *shape), generator=generator) for shape in shapes]
@@ -360,7 +367,6 @@ def check_optimizer_decouples(
         for g in step:
             g[1] = 3.0 * g[1] + 1.0
     outcomes = []
-    name = getattr(optimizer, "__name__", repr(optimizer))
     for schedule in (grads, other):
         params = [nn.Parameter(p.clone()) for p in start]
         # A wrong routed parameter fails here, with a message naming it.
@@ -378,8 +384,6 @@ def check_optimizer_decouples(
                 "or RMSprop."
             ) from exc
         outcomes.append([p.detach()[0] for p in params])
-    if isinstance(optimizer, type) and issubclass(optimizer, _ELEMENTWISE_OPTIMIZERS):
-        return
     for a, b in zip(*outcomes, strict=True):
         if not torch.allclose(a, b, rtol=1e-6, atol=1e-9):
             raise ValueError(
