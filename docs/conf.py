@@ -10,6 +10,7 @@ example breaks it, and treats every warning as an error.
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -146,8 +147,18 @@ def _comment_where_assigned(app, what, name, obj, options, lines):
     """
     if what != "data":
         return
-    module = getattr(type(obj), "__module__", "")
-    if not module.startswith("sklearn_swag"):
+    short = name.rpartition(".")[2]
+    # The private module that assigns the object: its class may be another
+    # library's (neg_ece_scorer is a scikit-learn scorer).
+    module = next(
+        (
+            key
+            for key, mod in sorted(sys.modules.items())
+            if key.startswith("sklearn_swag.") and getattr(mod, short, None) is obj
+        ),
+        "",
+    )
+    if not module:
         return
     analyzer = ModuleAnalyzer.for_module(module)
     analyzer.analyze()
