@@ -308,3 +308,16 @@ def test_from_skorch_takes_a_logit_net_and_refuses_a_probability_net(blobs):
         MultiSWAGClassifier.from_skorch(NeuralNetClassifier(MLP))
     with pytest.raises(ValueError, match="one logit"):
         MultiSWAGClassifier.from_skorch(NeuralNetBinaryClassifier(MLP))
+
+
+def test_fit_temperature_does_not_sharpen_without_errors():
+    # Every row right: the likelihood prefers ever sharper probabilities, which
+    # says nothing of new rows; the temperature stays at or above 1.
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(40, 3))
+    y = logits.argmax(axis=1)
+    t = _fit_temperature(log_softmax(logits, axis=1), y, np.ones(len(y)))
+    assert t == pytest.approx(1.0, abs=1e-3)
+    # Even probabilities three times too flat: no errors, no sharpening.
+    t = _fit_temperature(log_softmax(logits / 3, axis=1), y, np.ones(len(y)))
+    assert t == pytest.approx(1.0, abs=1e-3)
