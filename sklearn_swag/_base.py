@@ -305,6 +305,7 @@ class MultiSWAGBase(BaseEstimator):
         criterion,
         check_output,
         class_targets=False,
+        mlp_defaults=None,
     ):
         """Train the particles and set the fitted state they define.
 
@@ -327,6 +328,9 @@ class MultiSWAGBase(BaseEstimator):
             output does not fit the targets.
         class_targets : bool, default=False
             Whether ``y_train`` holds class indices.
+        mlp_defaults : dict or None, default=None
+            Arguments of the built-in :class:`~sklearn_swag.MLP` (with
+            ``module=None``) unless ``module__*`` parameters set them.
 
         Returns
         -------
@@ -373,6 +377,7 @@ class MultiSWAGBase(BaseEstimator):
             verbose=self.verbose,
             weighted=weighted,
             class_targets=class_targets,
+            mlp_defaults=dict(mlp_defaults or {}),
             callbacks=_checked_callbacks(self.callbacks, self.swa_lr),
             early_stopping=self._stops_early(),
             n_iter_no_change=self.n_iter_no_change,

@@ -47,7 +47,9 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         two columns for a binary problem. A class is instantiated once per
         particle with the ``module__*`` parameters; an instance is copied and
         re-initialised per particle. None builds :class:`~sklearn_swag.MLP`
-        with as many inputs as features and outputs as classes.
+        with as many inputs as features and outputs as classes, initialised
+        as scikit-learn's ``MLPClassifier`` is (``module__init="glorot"``;
+        ``module__init="default"`` gives torch's initialisation).
     n_models : int, default=5
         Number of particles, each an independent SWAG run.
     rank : int, default=20
@@ -429,6 +431,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
                 module, probe, n_classes
             ),
             class_targets=True,
+            mlp_defaults=_MLP_DEFAULTS,
         )
         if rows is None:  # a warm start with nothing to add
             return
@@ -575,6 +578,12 @@ def _check_logit_width(module: torch.nn.Module, probe: np.ndarray, n_classes: in
             f"shape {tuple(out.shape)}."
         )
 
+
+#: The built-in network of the classifier: Glorot-initialised, as
+#: scikit-learn's MLPClassifier. On the classification benchmark it separated
+#: unseen digits from seen ones better than torch's default initialisation
+#: (AUROC of the entropy 0.955 against 0.934, at a similar log loss).
+_MLP_DEFAULTS = {"init": "glorot"}
 
 #: Misclassified held-out rows a temperature below 1 needs (see _fit_temperature).
 _MIN_ERRORS_TO_SHARPEN = 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import nn
@@ -18,11 +19,16 @@ _ACTIVATIONS = {
 }
 
 
-class MLP(nn.Sequential):
-    """Fully connected network used when ``MultiSWAGRegressor(module=None)``.
+#: Initialisations of :class:`MLP`.
+_INITS = ("default", "glorot")
 
-    The estimator fills in ``n_features`` and ``n_outputs`` from the data; the
-    other arguments are reached with routed parameters, for example
+
+class MLP(nn.Sequential):
+    """Fully connected network used when ``module=None``.
+
+    The estimator fills in ``n_features`` and ``n_outputs`` from the data (the
+    targets, or the classes of a classifier); the other arguments are reached
+    with routed parameters, for example
     ``MultiSWAGRegressor(module__hidden_layer_sizes=(16, 16),
     module__activation="elu")``.
 
@@ -39,6 +45,14 @@ class MLP(nn.Sequential):
         Nonlinearity after each hidden layer.
     dropout : float, default=0.0
         Dropout probability after each hidden activation.
+    init : {"default", "glorot"}, default="default"
+        Initial weights. "default": torch's own for ``nn.Linear``
+        (uniform on :math:`\\pm 1/\\sqrt{\\text{fan\\_in}}`). "glorot":
+        weights and biases uniform on
+        :math:`\\pm\\sqrt{6 / (\\text{fan\\_in} + \\text{fan\\_out})}`, as
+        scikit-learn's ``MLPClassifier`` initialises; what
+        :class:`MultiSWAGClassifier` builds by default (it separated unseen
+        classes better on the classification benchmark).
 
     Examples
     --------
@@ -56,6 +70,7 @@ class MLP(nn.Sequential):
         hidden_layer_sizes: Sequence[int] = (64, 64),
         activation: str = "relu",
         dropout: float = 0.0,
+        init: str = "default",
     ) -> None:
         if activation not in _ACTIVATIONS:
             raise ValueError(
@@ -70,6 +85,8 @@ class MLP(nn.Sequential):
             )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"module__dropout must be in [0, 1), got {dropout!r}.")
+        if init not in _INITS:
+            raise ValueError(f"module__init must be one of {_INITS}, got {init!r}.")
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             layers += [nn.Linear(fan_in, fan_out), _ACTIVATIONS[activation]()]
@@ -77,3 +94,9 @@ class MLP(nn.Sequential):
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(sizes[-1], int(n_outputs)))
         super().__init__(*layers)
+        if init == "glorot":
+            for layer in self:
+                if isinstance(layer, nn.Linear):
+                    bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+                    nn.init.uniform_(layer.weight, -bound, bound)
+                    nn.init.uniform_(layer.bias, -bound, bound)

@@ -201,6 +201,9 @@ class TrainingPlan:
     weighted: bool = False
     #: Whether the targets are class indices (a classifier's).
     class_targets: bool = False
+    #: Arguments of the built-in MLP that the estimator sets unless routed
+    #: ``module__*`` parameters do.
+    mlp_defaults: dict = field(default_factory=dict)
     #: Early stopping of the pretraining on the held-out rows.
     early_stopping: bool = False
     n_iter_no_change: int = 10
@@ -229,7 +232,7 @@ class TrainingPlan:
                 return _build_routed(
                     MLP,
                     "module",
-                    self.module_kwargs,
+                    {**self.mlp_defaults, **self.module_kwargs},
                     n_features=self.n_features,
                     n_outputs=self.n_outputs,
                 )

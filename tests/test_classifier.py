@@ -321,3 +321,16 @@ def test_fit_temperature_does_not_sharpen_without_errors():
     # Even probabilities three times too flat: no errors, no sharpening.
     t = _fit_temperature(log_softmax(logits / 3, axis=1), y, np.ones(len(y)))
     assert t == pytest.approx(1.0, abs=1e-3)
+
+
+def test_builtin_network_is_glorot_initialised_unless_routed():
+    # One SWAG epoch at a negligible rate: the weights are the initial ones.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 64)).astype(np.float32)
+    y = np.arange(40) % 3
+    params = dict(n_models=1, pretrain_epochs=0, swag_epochs=1, lr=1e-9, swa_lr=None)
+    glorot = MultiSWAGClassifier(**params).fit(X, y)
+    default = MultiSWAGClassifier(**params, module__init="default").fit(X, y)
+    # torch: every weight within 1/sqrt(64); Glorot: up to sqrt(6/128) and more.
+    assert np.abs(default.swag_mean_).max() <= 1 / 8 + 1e-6
+    assert np.abs(glorot.swag_mean_).max() > 0.2
