@@ -61,15 +61,18 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
     pretrain_epochs : int, default=200
         Epochs of plain training before SWAG collection starts; with early
         stopping (the default), the most that run.
-    swag_epochs : int, default=30
-        Epochs during which snapshots are collected; 0 gives a deep ensemble.
-    swa_lr : float, "auto" or None, default="auto"
+    swag_epochs : int, default=10
+        Epochs during which snapshots are collected (two per epoch with
+        ``swag_every=0.5``: 20, as many as ``rank``); 0 gives a deep ensemble.
+    swa_lr : float, "auto" or None, default=None
         Learning rate of the SWAG epochs, reached along a cosine over
-        ``anneal_epochs``; "auto" is ``min(0.01, 0.1 * batch_size /
-        n_train)``, None keeps ``lr``.
+        ``anneal_epochs``; "auto" is the regressor's ``min(0.01, 0.1 *
+        batch_size / n_train)``; None (the default) keeps ``lr``, which
+        separated unseen classes better on the benchmark (AUROC 0.934 against
+        0.914 on digits).
     anneal_epochs : int, default=5
         SWAG epochs over which the learning rate moves to ``swa_lr``.
-    swag_every : float, default=1.0
+    swag_every : float, default=0.5
         Epochs between snapshots in the SWAG phase (below 1: several per
         epoch).
     lr : float, default=0.003
@@ -108,10 +111,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         Stop each particle's pretraining when its held-out loss has not
         improved by more than ``tol`` for ``n_iter_no_change`` epochs. "auto"
         stops early when rows are held out.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=5
         Epochs without improvement before a particle stops pretraining.
-    tol : float, default=1e-4
-        Improvement of the held-out loss that counts.
+    tol : float, default=1e-3
+        Improvement of the held-out cross-entropy that counts.
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.Adam
         Optimizer of every particle; options via ``optimizer__*``. It must
         update every weight from its own gradients.
@@ -205,6 +208,16 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
     computed by log-sum-exp of the draws' log-softmax, so it stays finite
     where a probability underflows.
 
+    The defaults that differ from :class:`MultiSWAGRegressor`'s (a
+    Glorot-initialised network, ``swag_epochs=10`` with two snapshots an epoch,
+    ``swa_lr=None``, ``n_iter_no_change=5``, ``tol=1e-3``) were chosen on
+    ``benchmarks/bench_classification.py``: on digits they kept the log loss
+    and calibration of longer runs, separated unseen classes better, and cut
+    the fit time to about 1.2 times a single ``MLPClassifier``'s (see the user
+    guide). A group of particles trains until its last particle stops
+    pretraining, so the spread of the particles' stopping epochs sets much of
+    the cost.
+
     There is no ``decision_function``: the mean logits are not what the
     probabilities average, and calibration tools such as
     :class:`~sklearn.calibration.CalibratedClassifierCV` must calibrate
@@ -252,10 +265,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         rank=20,
         deviation_dtype="float32",
         pretrain_epochs=200,
-        swag_epochs=30,
-        swa_lr="auto",
+        swag_epochs=10,
+        swa_lr=None,
         anneal_epochs=5,
-        swag_every=1.0,
+        swag_every=0.5,
         lr=0.003,
         batch_size=128,
         n_samples=20,
@@ -265,8 +278,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         temperature_scaling=False,
         validation_fraction=0.1,
         early_stopping="auto",
-        n_iter_no_change=10,
-        tol=1e-4,
+        n_iter_no_change=5,
+        tol=1e-3,
         optimizer=torch.optim.Adam,
         criterion=None,
         callbacks=None,
