@@ -51,6 +51,10 @@ from ._sklearn_compat import (
 )
 from ._stacking import ParticleStack, elementwise_loss, uses_batch_norm
 
+#: Floats per array of per-particle predictions in one block of rows (see
+#: ``MultiSWAGBase._by_row_blocks``): 8 MB of float64.
+_PREDICT_FLOATS = 2**20
+
 #: Prefixes of the parameters routed to the parts that skorch builds.
 ROUTED_PREFIXES = ("module__", "optimizer__", "criterion__", "iterator_train__")
 
@@ -551,6 +555,30 @@ class MultiSWAGBase(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return X.astype(np.float32)
+
+    def _by_row_blocks(self, X, width: int, predict):
+        """``predict(X)`` computed on blocks of rows and joined.
+
+        A block holds about ``_PREDICT_FLOATS`` floats per array of the
+        per-particle predictions (``n_models * rows * width``), so that the
+        memory a prediction takes beyond its results does not grow with the
+        rows. ``predict`` returns an array or a tuple of arrays, the rows
+        first; they are written into arrays allocated once.
+        """
+        rows = max(1, _PREDICT_FLOATS // max(1, len(self.swag_mean_) * width))
+        if len(X) <= rows:
+            return predict(X)
+        results = None
+        for start in range(0, len(X), rows):
+            block = predict(X[start : start + rows])
+            parts = block if isinstance(block, tuple) else (block,)
+            if results is None:
+                results = tuple(
+                    np.empty((len(X), *p.shape[1:]), dtype=p.dtype) for p in parts
+                )
+            for target, part in zip(results, parts, strict=True):
+                target[start : start + len(part)] = part
+        return results if isinstance(block, tuple) else results[0]
 
     def _posterior(self) -> dict:
         """The fitted posterior, as the functions of ``_predictive`` take it."""

@@ -504,7 +504,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
             float64 rows that sum to 1, columns in the order of
             ``classes_``.
         """
-        return self.predict_dist(X).proba()
+        X = self._validated(X)
+        return self._by_row_blocks(
+            X, len(self.classes_), lambda r: self._dist(r).proba()
+        )
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably (log-sum-exp).
@@ -519,7 +522,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         log_proba : ndarray of shape (n_samples, n_classes)
             Finite even where a probability underflows.
         """
-        return self.predict_dist(X).log_proba()
+        X = self._validated(X)
+        return self._by_row_blocks(
+            X, len(self.classes_), lambda r: self._dist(r).log_proba()
+        )
 
     def predict(self, X):
         """The most probable class of each row.
@@ -534,7 +540,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.predict_dist(X).predict()
+        X = self._validated(X)
+        return self._by_row_blocks(
+            X, len(self.classes_), lambda r: self._dist(r).predict()
+        )
 
     def sample_proba(self, X, n_samples=1, random_state=0):
         """Class probabilities of networks drawn from the posterior.

@@ -12,7 +12,7 @@ class probabilities and expected entropy of a classification network
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,8 +24,13 @@ from ._swag import sample_weights
 #: Upper bound on the floats of posterior draws held at once while predicting.
 _DRAW_BUDGET = 2**25
 
-#: Rows evaluated at once.
+#: Most rows evaluated at once.
 _ROW_CHUNK = 8192
+
+#: Upper bound on the floats that the outputs of one block of rows, at every
+#: weight vector of a block of particles, may take (see
+#: ``_Network.rows_per_block``): what prediction holds beyond its results.
+_OUTPUT_FLOATS = 2**22
 
 
 def draw_particle_weights(
@@ -74,10 +79,16 @@ class _Network:
         )
         self.bn_batch_size = bn_batch_size
 
-    def __call__(
+    def blocks(
         self, theta: torch.Tensor, owners: torch.Tensor, X: torch.Tensor
-    ) -> torch.Tensor:
-        """Outputs ``(M, n_rows, n_outputs)``, ``_ROW_CHUNK`` rows at once."""
+    ) -> Iterator[torch.Tensor]:
+        """Outputs ``(M, n_block_rows, n_outputs)``, one block of rows at a time.
+
+        The normalisation statistics (if any) are recomputed once for the
+        weight vectors; the rows then go through the network in blocks of
+        :meth:`rows_per_block`, so that only one block's outputs of every
+        weight vector exist at once.
+        """
         theta = theta.to(self.device, torch.float32)
         owners = owners.to(self.device)
         if self.bn_rows is None:
@@ -86,13 +97,24 @@ class _Network:
             buffers = self.inference.refreshed_buffers(
                 theta, owners, self.bn_rows, self.bn_batch_size
             )
-        return torch.cat(
-            [
-                self.inference(theta, rows, buffers)
-                for rows in torch.split(X, _ROW_CHUNK)
-            ],
-            dim=1,
-        )
+        for rows in torch.split(X, self.rows_per_block(len(theta), X)):
+            yield self.inference(theta, rows, buffers)
+
+    def rows_per_block(self, n_weights: int, X: torch.Tensor) -> int:
+        """Rows whose outputs at ``n_weights`` weight vectors fit the budget.
+
+        The widest layer bounds the width of the outputs:
+        ``n_weights * rows * widest`` stays within ``_OUTPUT_FLOATS``, and at
+        most ``_ROW_CHUNK`` rows go in one block.
+        """
+        widest = self.inference.widest(X)
+        return max(1, min(_ROW_CHUNK, _OUTPUT_FLOATS // max(1, n_weights * widest)))
+
+    def __call__(
+        self, theta: torch.Tensor, owners: torch.Tensor, X: torch.Tensor
+    ) -> torch.Tensor:
+        """Outputs ``(M, n_rows, n_outputs)`` of every row at once."""
+        return torch.cat(list(self.blocks(theta, owners, X)), dim=1)
 
 
 def particle_outputs(
@@ -112,9 +134,11 @@ def particle_outputs(
 ) -> tuple[np.ndarray, ...]:
     """Every particle's draws at every row, summarised per particle.
 
-    The draws are taken and evaluated a block of particles at a time, so
-    that no more than about ``_DRAW_BUDGET`` weights are held at once; each
-    block's outputs go through ``reduce`` at once.
+    The draws are taken a block of particles at a time, so that no more than
+    about ``_DRAW_BUDGET`` weights are held at once, and evaluated a block of
+    rows at a time (``_Network.rows_per_block``); each block's outputs go
+    through ``reduce`` at once, so that the memory prediction takes beyond
+    its results does not grow with the number of rows.
 
     Parameters
     ----------
@@ -132,9 +156,10 @@ def particle_outputs(
     device : torch.device
         Where to evaluate the network.
     reduce : callable
-        Maps the outputs of a block, a tensor of shape (n_block, n_samples,
-        n_rows, n_outputs), to a tuple of per-particle tensors (leading axis
-        n_block).
+        Maps the outputs of a block of particles and rows, a tensor of shape
+        (n_block, n_samples, n_block_rows, n_outputs), to a tuple of
+        per-particle tensors of shape (n_block, n_block_rows, ...): the
+        particles first, the rows second.
     bn_rows : ndarray of shape (n_bn_rows, n_features) or None, default=None
         Training rows on which the normalisation statistics of every draw are
         recomputed (networks with ``BatchNorm``); None uses the statistics
@@ -152,7 +177,7 @@ def particle_outputs(
     per_chunk = max(1, _DRAW_BUDGET // max(1, n_samples * n_params))
     network = _Network(stack, device, bn_rows, bn_batch_size)
     X_t = torch.as_tensor(X, device=device)
-    parts: list[tuple[torch.Tensor, ...]] = []
+    results: list[np.ndarray] | None = None
     with torch.no_grad():
         for start in range(0, n_models, per_chunk):
             chunk = range(start, min(n_models, start + per_chunk))
@@ -165,10 +190,28 @@ def particle_outputs(
                 ]
             )
             owners = torch.arange(chunk.start, chunk.stop).repeat_interleave(n_samples)
-            out = network(theta, owners, X_t)
-            out = out.reshape(len(chunk), n_samples, *out.shape[1:])
-            parts.append(tuple(t.cpu() for t in reduce(out)))
-    return tuple(torch.cat(column).numpy() for column in zip(*parts, strict=True))
+            row = 0
+            for out in network.blocks(theta, owners, X_t):
+                # Each block of rows is reduced as soon as it is evaluated and
+                # written into arrays allocated once: memory does not grow with
+                # the rows beyond the results (and no small pieces kept between
+                # the blocks' temporaries fragment the heap).
+                n_block = out.shape[1]
+                reduced = reduce(out.reshape(len(chunk), n_samples, *out.shape[1:]))
+                if results is None:
+                    results = [
+                        np.empty(
+                            (n_models, len(X), *t.shape[2:]),
+                            dtype=torch.empty((), dtype=t.dtype).numpy().dtype,
+                        )
+                        for t in reduced
+                    ]
+                for target, t in zip(results, reduced, strict=True):
+                    target[chunk.start : chunk.stop, row : row + n_block] = (
+                        t.cpu().numpy()
+                    )
+                row += n_block
+    return tuple(results)
 
 
 def output_moments(

@@ -559,7 +559,9 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             ``interval``, ``rvs``) plus ``epistemic_var`` and
             ``aleatoric_var``.
         """
-        X = self._validated(X)
+        return self._dist(self._validated(X))
+
+    def _dist(self, X) -> NormalMixture:
         means, variances, noise = self._component_moments(X)
         y_var = self.y_scale_**2
         return NormalMixture(
@@ -590,11 +592,21 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             Mean of the predictive mixture.
         y_std : ndarray of the same shape
             Its standard deviation; only when ``return_std`` is True.
+
+        Notes
+        -----
+        The rows are predicted in blocks, so that the memory taken beyond the
+        results does not grow with the number of rows; a row's prediction
+        does not depend on the other rows.
         """
-        dist = self.predict_dist(X)
+        X = self._validated(X)
         if return_std:
-            return dist.mean(), dist.std()
-        return dist.mean()
+            return self._by_row_blocks(
+                X, self.n_outputs_, lambda rows: _mean_and_std(self._dist(rows))
+            )
+        return self._by_row_blocks(
+            X, self.n_outputs_, lambda rows: self._dist(rows).mean()
+        )
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Draw functions from the posterior and evaluate them at ``X``.
@@ -667,3 +679,7 @@ def _check_output_width(
         f"With noise={noise!r} the network must return {what}: {expected} "
         f"column(s) here, but it returns {width}."
     )
+
+
+def _mean_and_std(dist: NormalMixture) -> tuple[np.ndarray, np.ndarray]:
+    return dist.mean(), dist.std()

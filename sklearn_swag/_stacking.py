@@ -595,12 +595,16 @@ class StackInference:
             ]
         return torch.cat(pieces)
 
+    def widest(self, X: torch.Tensor) -> int:
+        """Most floats any layer produces for one row of ``X`` (a guess)."""
+        if self._widest is None:
+            self._widest = _widest_layer(self._template, X[:1].cpu())
+        return self._widest
+
     def _block(self, n_rows: int, X: torch.Tensor, floats: int = _BLOCK_FLOATS) -> int:
         """Weight vectors per block whose widest layer, for ``n_rows`` rows of
         ``X``, holds at most ``floats`` floats."""
-        if self._widest is None:
-            self._widest = _widest_layer(self._template, X[:1].cpu())
-        return max(1, floats // max(1, n_rows * self._widest))
+        return max(1, floats // max(1, n_rows * self.widest(X)))
 
 
 def _widest_layer(module: nn.Module, row: torch.Tensor) -> int:

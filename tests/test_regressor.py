@@ -689,3 +689,28 @@ def test_a_last_batch_of_one_row_trains_batch_statistics(regression_data, fast_p
     reg = MultiSWAGRegressor(BatchStatisticsNet, **params).fit(X, y)
     assert reg.bn_update_X_ is None  # no running statistics to recompute
     assert np.all(np.isfinite(reg.predict(X[:8])))
+
+
+def test_prediction_in_blocks_of_rows_is_the_same(monkeypatch, regression_data):
+    # Rows are predicted in blocks (and evaluated in smaller blocks inside),
+    # so that memory does not grow with the rows; the result must not change
+    # (up to float32 products of other shapes rounding differently).
+    X, y = regression_data
+    reg = MultiSWAGRegressor(
+        n_models=3,
+        rank=3,
+        pretrain_epochs=20,
+        swag_epochs=5,
+        n_samples=4,
+        random_state=0,
+    ).fit(X, y)
+    whole_mean, whole_std = reg.predict(X, return_std=True)
+    whole_dist = reg.predict_dist(X)
+    monkeypatch.setattr("sklearn_swag._base._PREDICT_FLOATS", 3 * 5)  # 5 rows
+    monkeypatch.setattr("sklearn_swag._predictive._OUTPUT_FLOATS", 7)
+    mean, std = reg.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, whole_mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(std, whole_std, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(reg.predict(X), whole_mean, rtol=1e-5, atol=1e-7)
+    dist = reg.predict_dist(X)
+    np.testing.assert_allclose(dist.means, whole_dist.means, rtol=1e-5, atol=1e-7)
