@@ -554,7 +554,7 @@ class MultiSWAGBase(BaseEstimator):
     def _validated(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X.astype(np.float32)
+        return X.astype(np.float32, copy=False)
 
     def _by_row_blocks(self, X, width: int, predict):
         """``predict(X)`` computed on blocks of rows and joined.
