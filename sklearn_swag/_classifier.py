@@ -472,6 +472,11 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
             temperature=vars(self).get("temperature_", 1.0),
         )
 
+    def _predicted(self, X, what):
+        """``what(dist)`` of the predictive distribution at ``X``, by blocks of rows."""
+        X = self._validated(X)
+        return self._by_row_blocks(X, len(self.classes_), lambda r: what(self._dist(r)))
+
     def predict_dist(self, X):
         """Posterior predictive distribution of the class at ``X``.
 
@@ -504,10 +509,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
             float64 rows that sum to 1, columns in the order of
             ``classes_``.
         """
-        X = self._validated(X)
-        return self._by_row_blocks(
-            X, len(self.classes_), lambda r: self._dist(r).proba()
-        )
+        return self._predicted(X, CategoricalMixture.proba)
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably (log-sum-exp).
@@ -522,10 +524,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         log_proba : ndarray of shape (n_samples, n_classes)
             Finite even where a probability underflows.
         """
-        X = self._validated(X)
-        return self._by_row_blocks(
-            X, len(self.classes_), lambda r: self._dist(r).log_proba()
-        )
+        return self._predicted(X, CategoricalMixture.log_proba)
 
     def predict(self, X):
         """The most probable class of each row.
@@ -540,10 +539,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        X = self._validated(X)
-        return self._by_row_blocks(
-            X, len(self.classes_), lambda r: self._dist(r).predict()
-        )
+        return self._predicted(X, CategoricalMixture.predict)
 
     def sample_proba(self, X, n_samples=1, random_state=0):
         """Class probabilities of networks drawn from the posterior.
