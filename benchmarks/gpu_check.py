@@ -4,7 +4,7 @@ One prepared script for a machine with a CUDA GPU. Without CUDA it prints a
 message and exits with code 0. On a GPU it fits the seed workload (the toy data
 of ``make_toy_regression(random_state=0)``, a 1-16-16-1 ELU network, full batch,
 Adam at lr 0.03, 2000 + 1000 epochs, rank 20) with ``device="cuda"`` and
-``n_jobs=1`` for 64, 256 and 1,024 particles, and for each
+``n_jobs=1`` for 1, 64 and 1,024 particles, and for each
 
 - times the fit, and a plain single-network PyTorch loop of the same epochs on
   the same GPU (the baseline, min of 2, re-measured before every row);
@@ -127,7 +127,7 @@ def child_load_check(folder):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--particles", nargs="+", type=int, default=[64, 256, 1024], metavar="P"
+        "--particles", nargs="+", type=int, default=[1, 64, 1024], metavar="P"
     )
     parser.add_argument(
         "--epochs-scale",
