@@ -286,7 +286,7 @@ class MultiSWAGBase(BaseEstimator):
         weights = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
-        X = X.astype(np.float32)
+        X = as_float32(X, "X")
         if _weighs_rows(criterion, self._params_for("criterion")):
             return _merge_identical_rows(X, y, weights)
         if sample_weight is not None and np.ptp(weights) > 0:
@@ -554,7 +554,7 @@ class MultiSWAGBase(BaseEstimator):
     def _validated(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X.astype(np.float32, copy=False)
+        return as_float32(X, "X")
 
     def _by_row_blocks(self, X, width: int, predict):
         """``predict(X)`` computed on blocks of rows and joined.
@@ -626,6 +626,26 @@ class MultiSWAGBase(BaseEstimator):
             **self._posterior(),
             **kwargs,
         )
+
+
+def as_float32(values: np.ndarray, name: str) -> np.ndarray:
+    """``values`` as float32 (no copy if they are), or a clear error.
+
+    The networks compute in float32: a value beyond its range (about 3.4e38)
+    would become infinite and every prediction would fail, so it is refused
+    here, naming the columns.
+    """
+    if values.dtype != np.float32:
+        big = np.abs(values) > np.finfo(np.float32).max
+        if big.any():
+            columns = np.flatnonzero(big.reshape(len(values), -1).any(axis=0))
+            raise ValueError(
+                f"{name} has values beyond the float32 range (|value| > 3.4e38) in "
+                f"column(s) {columns[:10].tolist()}; the networks compute in "
+                "float32. Rescale these columns (for example with StandardScaler "
+                "in a Pipeline) or divide them by a constant."
+            )
+    return values.astype(np.float32, copy=False)
 
 
 def _validation_split(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import RegressorMixin
 
-from ._base import MultiSWAGBase
+from ._base import MultiSWAGBase, as_float32
 from ._mixture import NormalMixture
 from ._noise import GaussianNLL, held_out_noise_factor
 from ._predictive import output_moments
@@ -473,11 +473,19 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             criterion = GaussianNLL if heteroscedastic else torch.nn.MSELoss
         X, y2d, weights = self._prepared_rows(X, y2d, sample_weight, criterion)
         y_mean, y_scale = _target_scaling(y2d, self._normalizes_y(), weights)
+        if not np.all(np.isfinite(y_scale)):
+            columns = np.flatnonzero(~np.isfinite(y_scale)).tolist()
+            raise ValueError(
+                f"The targets in column(s) {columns} are too large to standardise "
+                "(their variance overflows float64); divide them by a constant "
+                "before fitting."
+            )
+        y_learned = as_float32((y2d - y_mean) / y_scale, "y")
         n_net_outputs = 2 * n_outputs if heteroscedastic else n_outputs
         rows = self._fit_particles(
             X,
             y2d,
-            ((y2d - y_mean) / y_scale).astype(np.float32),
+            y_learned,
             weights,
             n_net_outputs=n_net_outputs,
             criterion=criterion,
@@ -654,8 +662,10 @@ def _target_scaling(
     n_outputs = y.shape[1]
     if not normalize:
         return np.zeros(n_outputs), np.ones(n_outputs)
-    mean = np.average(y, axis=0, weights=weights)
-    scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
+    # An overflow gives an infinite scale, which fit reports as an error.
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = np.average(y, axis=0, weights=weights)
+        scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
     # A constant target (up to rounding) is centred, not divided by ~0.
     constant = scale <= 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     return mean, np.where(constant, 1.0, scale)

@@ -254,3 +254,23 @@ def test_an_optimizer_that_couples_particles_is_refused(
 def test_elementwise_optimizers_are_accepted(regression_data, fast_params, optimizer):
     X, y = regression_data
     MultiSWAGRegressor(**{**fast_params, "optimizer": optimizer, "lr": 0.01}).fit(X, y)
+
+
+def test_values_beyond_float32_are_clear_errors(regression_data):
+    # The networks compute in float32: such values used to "fit" and then fail
+    # every prediction ("means must be finite").
+    X, y = regression_data
+    X, y = X.astype(np.float64), y.astype(np.float64)
+    params = dict(n_models=1, pretrain_epochs=2, swag_epochs=2, rank=1)
+    big_X = X.copy()
+    big_X[0, 2] = 1e39
+    with pytest.raises(ValueError, match=r"float32 range .* column\(s\) \[2\]"):
+        MultiSWAGRegressor(**params).fit(big_X, y)
+    with pytest.raises(ValueError, match=r"too large to standardise"):
+        MultiSWAGRegressor(**params).fit(X, y * 1e160)
+    with pytest.raises(ValueError, match=r"y has values beyond the float32 range"):
+        MultiSWAGRegressor(**params, normalize_y=False).fit(X, y * 1e39)
+    reg = MultiSWAGRegressor(**params).fit(X, y)
+    with pytest.raises(ValueError, match=r"float32 range .* column\(s\) \[2\]"):
+        reg.predict(big_X)
+    assert np.isfinite(reg.predict(X)).all()
