@@ -11,6 +11,7 @@ class probabilities for classification.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import warnings
 from numbers import Integral, Real
@@ -328,7 +329,8 @@ class MultiSWAGBase(BaseEstimator):
         criterion : torch.nn.Module subclass or instance
             Loss of one network.
         check_output : callable
-            ``check_output(module, probe)`` fails clearly when a network's
+            ``check_output(out)`` fails clearly when a network's output
+            ``out`` on a few training rows (eval mode, on a copy)
             output does not fit the targets.
         class_targets : bool, default=False
             Whether ``y_train`` holds class indices.
@@ -395,8 +397,10 @@ class MultiSWAGBase(BaseEstimator):
                 "A network with BatchNorm layers needs at least 2 training rows "
                 f"to normalise by; got {len(train)}."
             )
-        plan.stack_mode = plan.check(modules[:2], torch.as_tensor(X[:8]))
-        check_output(modules[0], X[:8])
+        probe = torch.as_tensor(X[:8])
+        plan.stack_mode = plan.check(modules[:2], probe)
+        with torch.no_grad():
+            check_output(copy.deepcopy(modules[0]).eval()(probe))
         X_train, y_fit = X[train], y_train[train]
         y_val = y_train[held_out]
         if weighted:  # the weights travel as a last target column
@@ -555,6 +559,17 @@ class MultiSWAGBase(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return as_float32(X, "X")
+
+    def _predicted(self, X, what):
+        """``what(dist)`` of the predictive distribution at ``X``, by blocks of rows.
+
+        ``dist`` is what the estimator's ``_dist`` builds for a block of
+        validated rows; ``_prediction_width`` is its number of columns.
+        """
+        X = self._validated(X)
+        return self._by_row_blocks(
+            X, self._prediction_width(), lambda rows: what(self._dist(rows))
+        )
 
     def _by_row_blocks(self, X, width: int, predict):
         """``predict(X)`` computed on blocks of rows and joined.

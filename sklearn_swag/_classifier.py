@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from numbers import Real
 
 import numpy as np
@@ -421,8 +420,9 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
             sample_weight = by_class * _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
             )
-        criterion = torch.nn.CrossEntropyLoss if self.criterion is None else None
-        criterion = criterion or self.criterion
+        criterion = (
+            torch.nn.CrossEntropyLoss if self.criterion is None else self.criterion
+        )
         index = y_index.reshape(-1, 1).astype(np.float64)
         X, index, weights = self._prepared_rows(X, index, sample_weight, criterion)
         present = np.unique(index[weights > 0])
@@ -440,9 +440,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
             weights,
             n_net_outputs=n_classes,
             criterion=criterion,
-            check_output=lambda module, probe: _check_logit_width(
-                module, probe, n_classes
-            ),
+            check_output=lambda out: _check_logit_width(out, n_classes),
             class_targets=True,
             mlp_defaults=_MLP_DEFAULTS,
         )
@@ -463,6 +461,9 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         return tags
 
     # -- prediction -------------------------------------------------------------------
+    def _prediction_width(self) -> int:
+        return len(self.classes_)
+
     def _dist(self, X) -> CategoricalMixture:
         log_proba, expected_entropy = self._particle_outputs(X, class_probabilities)
         return CategoricalMixture(
@@ -471,11 +472,6 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
             classes=vars(self).get("classes_"),
             temperature=vars(self).get("temperature_", 1.0),
         )
-
-    def _predicted(self, X, what):
-        """``what(dist)`` of the predictive distribution at ``X``, by blocks of rows."""
-        X = self._validated(X)
-        return self._by_row_blocks(X, len(self.classes_), lambda r: what(self._dist(r)))
 
     def predict_dist(self, X):
         """Posterior predictive distribution of the class at ``X``.
@@ -584,10 +580,8 @@ def _check_class_weight(class_weight, classes: np.ndarray) -> None:
         raise ValueError(f"class_weight values must be non-negative numbers: {bad}.")
 
 
-def _check_logit_width(module: torch.nn.Module, probe: np.ndarray, n_classes: int):
+def _check_logit_width(out: torch.Tensor, n_classes: int) -> None:
     """Fail before training when the network does not return a logit per class."""
-    with torch.no_grad():
-        out = copy.deepcopy(module).eval()(torch.as_tensor(probe))
     width = out.shape[-1] if out.ndim == 2 else None
     if width != n_classes:
         raise ValueError(

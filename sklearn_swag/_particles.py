@@ -344,7 +344,9 @@ def check_optimizer_decouples(
     particle's gradients change another's update. Two steps are taken on a
     stack of two copies of every parameter, once with and once without a
     change to the second copy's gradients; the first copy must come out the
-    same.
+    same. Optimizers known to update each element from its own gradients
+    (SGD, Adam, RMSprop, ...) are only built, which checks their routed
+    parameters.
 
     Raises
     ------

@@ -177,7 +177,7 @@ def particle_outputs(
     per_chunk = max(1, _DRAW_BUDGET // max(1, n_samples * n_params))
     network = _Network(stack, device, bn_rows, bn_batch_size)
     X_t = torch.as_tensor(X, device=device)
-    results: list[np.ndarray] | None = None
+    results: list[torch.Tensor] | None = None
     with torch.no_grad():
         for start in range(0, n_models, per_chunk):
             chunk = range(start, min(n_models, start + per_chunk))
@@ -200,18 +200,13 @@ def particle_outputs(
                 reduced = reduce(out.reshape(len(chunk), n_samples, *out.shape[1:]))
                 if results is None:
                     results = [
-                        np.empty(
-                            (n_models, len(X), *t.shape[2:]),
-                            dtype=torch.empty((), dtype=t.dtype).numpy().dtype,
-                        )
+                        torch.empty((n_models, len(X), *t.shape[2:]), dtype=t.dtype)
                         for t in reduced
                     ]
                 for target, t in zip(results, reduced, strict=True):
-                    target[chunk.start : chunk.stop, row : row + n_block] = (
-                        t.cpu().numpy()
-                    )
+                    target[chunk.start : chunk.stop, row : row + n_block] = t
                 row += n_block
-    return tuple(results)
+    return tuple(t.numpy() for t in results)
 
 
 def output_moments(
@@ -304,7 +299,7 @@ def function_draws(
     heteroscedastic : bool, default=False
         Keep only the mean output of a mean-and-variance network.
     bn_rows, bn_batch_size
-        As for :func:`component_moments`.
+        As for :func:`particle_outputs`.
 
     Returns
     -------

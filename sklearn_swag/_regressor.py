@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from sklearn.base import RegressorMixin
@@ -480,17 +478,17 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
                 "(their variance overflows float64); divide them by a constant "
                 "before fitting."
             )
-        y_learned = as_float32((y2d - y_mean) / y_scale, "y")
+        y_scaled = (y2d - y_mean) / y_scale
         n_net_outputs = 2 * n_outputs if heteroscedastic else n_outputs
         rows = self._fit_particles(
             X,
             y2d,
-            y_learned,
+            as_float32(y_scaled, "y"),
             weights,
             n_net_outputs=n_net_outputs,
             criterion=criterion,
-            check_output=lambda module, probe: _check_output_width(
-                module, probe, n_net_outputs, self.noise
+            check_output=lambda out: _check_output_width(
+                out, n_net_outputs, self.noise
             ),
         )
         if rows is None:  # a warm start with nothing to add
@@ -501,8 +499,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         self.y_scale_ = y_scale
         self._noise_model = self.noise
         rows = held_out if len(held_out) else train
-        y_train = (y2d - y_mean) / y_scale
-        self._fit_noise(X, y_train, rows, weights[rows])
+        self._fit_noise(X, y_scaled, rows, weights[rows])
 
     def _fit_noise(self, X, y_scaled, rows, weights):
         """Noise variance (homoscedastic) or its calibration (heteroscedastic).
@@ -569,6 +566,9 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         """
         return self._dist(self._validated(X))
 
+    def _prediction_width(self) -> int:
+        return self.n_outputs_
+
     def _dist(self, X) -> NormalMixture:
         means, variances, noise = self._component_moments(X)
         y_var = self.y_scale_**2
@@ -607,14 +607,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         results does not grow with the number of rows; a row's prediction
         does not depend on the other rows.
         """
-        X = self._validated(X)
-        if return_std:
-            return self._by_row_blocks(
-                X, self.n_outputs_, lambda rows: _mean_and_std(self._dist(rows))
-            )
-        return self._by_row_blocks(
-            X, self.n_outputs_, lambda rows: self._dist(rows).mean()
-        )
+        return self._predicted(X, _mean_and_std if return_std else NormalMixture.mean)
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Draw functions from the posterior and evaluate them at ``X``.
@@ -671,12 +664,8 @@ def _target_scaling(
     return mean, np.where(constant, 1.0, scale)
 
 
-def _check_output_width(
-    module: torch.nn.Module, probe: np.ndarray, expected: int, noise: str
-) -> None:
+def _check_output_width(out: torch.Tensor, expected: int, noise: str) -> None:
     """Fail before training when the network returns the wrong number of columns."""
-    with torch.no_grad():
-        out = copy.deepcopy(module).eval()(torch.as_tensor(probe))
     width = 1 if out.ndim == 1 else out.shape[-1]
     if width == expected:
         return
