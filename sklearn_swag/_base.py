@@ -41,6 +41,7 @@ from ._particles import (
     root_seed,
     threads_restored,
 )
+from ._persistence import loaded_state, saved_state
 from ._predictive import function_draws, particle_outputs
 from ._sklearn_compat import (
     HasMethods,
@@ -246,7 +247,13 @@ class MultiSWAGBase(BaseEstimator):
             super().set_params(**rest)
         return self
 
+    def __getstate__(self):
+        # Plain data only (numpy arrays, numbers, strings, the user's classes):
+        # what skops can check and load without running pickled code.
+        return saved_state(super().__getstate__())
+
     def __setstate__(self, state):
+        state = loaded_state(state)
         # A model trained on a GPU loads anywhere: its fitted state is on the
         # CPU already, and without CUDA it predicts on the CPU (as skorch does).
         device = state.get("device")
@@ -443,6 +450,7 @@ class MultiSWAGBase(BaseEstimator):
             merged = self._with_fitted_particles(merged)
 
         self.particles_ = merged["stack"]
+        self._network = plan.network_spec()  # what rebuilds particles_ on load
         self.swag_mean_ = merged["mean"]
         self.swag_sq_mean_ = merged["sq_mean"]
         self.swag_deviations_ = merged["deviations"]

@@ -226,17 +226,17 @@ class TrainingPlan:
             # The CPU generator only: torch.manual_seed would reseed every
             # CUDA device of the caller too, which fork_rng does not restore.
             torch.default_generator.manual_seed(int(seed))
-            if isinstance(self.module, nn.Module):
-                return _reinitialised_copy(self.module)
-            if self.module is None:
-                return _build_routed(
-                    MLP,
-                    "module",
-                    {**self.mlp_defaults, **self.module_kwargs},
-                    n_features=self.n_features,
-                    n_outputs=self.n_outputs,
-                )
-            return _build_routed(self.module, "module", self.module_kwargs)
+            return build_network(self.network_spec())
+
+    def network_spec(self) -> dict:
+        """What :func:`build_network` needs: plain data and the user's classes."""
+        return {
+            "module": self.module,
+            "module_kwargs": dict(self.module_kwargs),
+            "n_features": self.n_features,
+            "n_outputs": self.n_outputs,
+            "mlp_defaults": dict(self.mlp_defaults),
+        }
 
     def build_criterion(self) -> nn.Module:
         if isinstance(self.criterion, nn.Module):
@@ -398,6 +398,27 @@ def check_optimizer_decouples(
                 "optimizer that updates every weight from its own gradients, "
                 "such as Adam, AdamW, SGD or RMSprop."
             )
+
+
+def build_network(spec: dict) -> nn.Module:
+    """One particle's network, as :meth:`TrainingPlan.network_spec` describes it.
+
+    A module class is called with its routed arguments, an instance is copied
+    and re-initialised, and None builds the built-in :class:`MLP`. The new
+    weights come from the global torch random state.
+    """
+    module, kwargs = spec["module"], spec["module_kwargs"]
+    if isinstance(module, nn.Module):
+        return _reinitialised_copy(module)
+    if module is None:
+        return _build_routed(
+            MLP,
+            "module",
+            {**spec["mlp_defaults"], **kwargs},
+            n_features=spec["n_features"],
+            n_outputs=spec["n_outputs"],
+        )
+    return _build_routed(module, "module", kwargs)
 
 
 def _build_routed(factory, prefix: str, routed: dict, *args, **fixed):

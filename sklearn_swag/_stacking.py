@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Sequence
 from functools import partial
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -432,6 +433,80 @@ class ParticleStack(nn.Module):
         return inference(theta, X, inference.buffers_of(owners))
 
     # -- moving between stacks ---------------------------------------------------
+    def arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The stacked weights and buffers as numpy arrays on the CPU.
+
+        Returns
+        -------
+        weights : list of ndarray
+            One array per parameter of the network, in the order of
+            ``named_parameters()``, each of shape ``(n_particles, ...)``.
+        buffers : list of ndarray
+            Likewise for ``named_buffers()``.
+        """
+        with torch.no_grad():
+            return (
+                [p.detach().cpu().numpy().copy() for p in self.weights],
+                [b.detach().cpu().numpy().copy() for b in self.stacked_buffers()],
+            )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        template: nn.Module,
+        weights: Sequence,
+        buffers: Sequence,
+        mode: str = "auto",
+    ) -> ParticleStack:
+        """A stack of ``template``'s network holding the given values.
+
+        Parameters
+        ----------
+        template : torch.nn.Module
+            One network of the structure the values belong to; its own
+            weights are not used.
+        weights, buffers : sequence of ndarray or torch.Tensor
+            Stacked values, as :meth:`arrays` returns them.
+        mode : {"auto", "lowered", "vmap", "loop"}, default="auto"
+            How to evaluate the copies.
+
+        Returns
+        -------
+        ParticleStack
+            On the CPU, in training mode.
+        """
+        stack = cls([template], mode=mode)
+        names = stack._buffer_names
+        if len(weights) != len(stack._names) or len(buffers) != len(names):
+            raise ValueError(
+                f"The network has {len(stack._names)} parameters and {len(names)} "
+                f"buffers; got {len(weights)} and {len(buffers)} values."
+            )
+        weights = [torch.as_tensor(w) for w in weights]
+        buffers = [torch.as_tensor(b) for b in buffers]
+        for value, shape, what in [
+            *zip(weights, stack._shapes, stack._names, strict=True),
+            *zip(
+                buffers,
+                [tuple(b.shape[1:]) for b in stack.stacked_buffers()],
+                names,
+                strict=True,
+            ),
+        ]:
+            if tuple(value.shape[1:]) != shape or len(value) != len(weights[0]):
+                raise ValueError(
+                    f"The values of {what!r} have shape {tuple(value.shape)}, "
+                    f"but the network needs (n_particles, *{shape})."
+                )
+        with torch.no_grad():
+            stack.weights = nn.ParameterList(
+                nn.Parameter(w.detach().clone()) for w in weights
+            )
+            for i, b in enumerate(buffers):
+                stack.register_buffer(f"_buffer{i}", b.detach().clone())
+        stack.n_particles = len(weights[0]) if weights else len(buffers[0])
+        return stack
+
     @classmethod
     def concatenate(cls, stacks: Sequence[ParticleStack]) -> ParticleStack:
         """Join stacks of the same network into one, particles in order.
@@ -451,18 +526,19 @@ class ParticleStack(nn.Module):
             return first
         if any(s.mode != first.mode for s in stacks):
             raise ValueError("Cannot join particle stacks evaluated differently.")
-        joined = cls(first._skeleton, mode=first.mode)
         with torch.no_grad():
-            joined.weights = nn.ParameterList(
-                nn.Parameter(torch.cat([s.weights[i].detach() for s in stacks]))
-                for i in range(len(first._names))
+            joined = cls.from_arrays(
+                first._skeleton[0],
+                [
+                    torch.cat([s.weights[i].detach() for s in stacks])
+                    for i in range(len(first._names))
+                ],
+                [
+                    torch.cat([s.stacked_buffers()[i] for s in stacks])
+                    for i in range(len(first._buffer_names))
+                ],
+                mode=first.mode,
             )
-            for i in range(len(first._buffer_names)):
-                joined.register_buffer(
-                    f"_buffer{i}",
-                    torch.cat([s.stacked_buffers()[i] for s in stacks]).clone(),
-                )
-        joined.n_particles = sum(s.n_particles for s in stacks)
         return joined.train(first.training)
 
 

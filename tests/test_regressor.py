@@ -1,6 +1,5 @@
 """MultiSWAGRegressor: behaviour a user relies on."""
 
-import pickle
 import warnings
 from unittest import mock
 
@@ -555,28 +554,6 @@ def test_divergence_names_the_particle_and_keeps_the_old_model(
 
 
 # -- scikit-learn workflows ------
-def test_pickle_round_trip_predicts_identically(regression_data, fast_params):
-    X, y = regression_data
-    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
-    loaded = pickle.loads(pickle.dumps(reg))
-    np.testing.assert_array_equal(
-        loaded.predict(X, return_std=True), reg.predict(X, return_std=True)
-    )
-
-
-def test_gpu_model_loads_and_predicts_without_cuda(regression_data, fast_params):
-    X, y = regression_data
-    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
-    expected = reg.predict(X)
-    reg.device = "cuda"  # as if it had been trained on a GPU
-    blob = pickle.dumps(reg)
-    with mock.patch("torch.cuda.is_available", return_value=False):
-        with pytest.warns(UserWarning, match="loaded with device='cpu'"):
-            loaded = pickle.loads(blob)
-        assert loaded.device == "cpu"
-        np.testing.assert_array_equal(loaded.predict(X), expected)
-
-
 def test_pipeline_with_return_std(regression_data, fast_params):
     X, y = regression_data
     pipe = make_pipeline(StandardScaler(), MultiSWAGRegressor(**fast_params))

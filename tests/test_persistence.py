@@ -1,0 +1,315 @@
+"""Saving and loading: plain-data state, skops without trusted code, pickle."""
+
+import pickle
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from sklearn_swag import MultiSWAGClassifier, MultiSWAGRegressor, ParticleStack
+from sklearn_swag._persistence import from_plain, to_plain
+
+sio = pytest.importorskip("skops.io")
+
+#: The package's classes a saved fitted estimator holds besides itself.
+PACKAGE = {"sklearn_swag._persistence.StackState"}
+ADAM = "torch.optim.adam.Adam"
+
+
+class SmallNet(nn.Module):
+    """A user's network class with a routed class argument."""
+
+    def __init__(self, n_in=3, hidden=8, activation=nn.ReLU):
+        super().__init__()
+        self.inner = nn.Linear(n_in, hidden)
+        self.activation = activation()
+        self.outer = nn.Linear(hidden, 1)
+
+    def forward(self, X):
+        return self.outer(self.activation(self.inner(X)))
+
+
+class NormedNet(nn.Module):
+    """A user's network with BatchNorm statistics to save."""
+
+    def __init__(self, n_in=3):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(n_in, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)
+        )
+
+    def forward(self, X):
+        return self.body(X)
+
+
+def _untrusted(blob):
+    return set(sio.get_untrusted_types(data=blob))
+
+
+def _skops_round_trip(estimator):
+    blob = sio.dumps(estimator)
+    return sio.loads(blob, trusted=sorted(_untrusted(blob))), _untrusted(blob)
+
+
+def _holds_torch(value, path="state"):
+    """Paths in ``value`` (walked through dicts, lists, tuples) to torch objects."""
+    if isinstance(value, (torch.Tensor, nn.Module, torch.Generator)):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _holds_torch(v, f"{path}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _holds_torch(v, f"{path}[{i}]")]
+    if hasattr(value, "__dict__") and type(value).__module__.startswith("sklearn_swag"):
+        return _holds_torch(vars(value), path)
+    return []
+
+
+def _assert_same_regression(loaded, reg, X):
+    np.testing.assert_array_equal(
+        loaded.predict(X, return_std=True), reg.predict(X, return_std=True)
+    )
+    dist, loaded_dist = reg.predict_dist(X), loaded.predict_dist(X)
+    np.testing.assert_array_equal(loaded_dist.logpdf(X[:, 0]), dist.logpdf(X[:, 0]))
+    np.testing.assert_array_equal(
+        loaded.sample_y(X, 5, random_state=1), reg.sample_y(X, 5, random_state=1)
+    )
+
+
+# -- skops -----------------------------------------------------------------------------
+def test_default_regressor_round_trips_through_skops(regression_data):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(
+        n_models=2, pretrain_epochs=20, swag_epochs=5, rank=3, random_state=0
+    ).fit(X, y)
+    loaded, untrusted = _skops_round_trip(reg)
+    assert untrusted == PACKAGE | {"sklearn_swag._regressor.MultiSWAGRegressor", ADAM}
+    _assert_same_regression(loaded, reg, X)
+    assert loaded.particles_.mode == reg.particles_.mode
+    np.testing.assert_array_equal(loaded.swag_deviations_, reg.swag_deviations_)
+
+
+def test_user_module_class_round_trips_through_skops(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    reg = MultiSWAGRegressor(
+        module=SmallNet,
+        module__hidden=6,
+        module__activation=nn.ELU,
+        criterion=nn.HuberLoss,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=1e-3,
+        **params,
+    ).fit(X, y)
+    loaded, untrusted = _skops_round_trip(reg)
+    assert untrusted == PACKAGE | {
+        "sklearn_swag._regressor.MultiSWAGRegressor",
+        f"{__name__}.SmallNet",
+        "torch.nn.modules.activation.ELU",
+        "torch.nn.modules.loss.HuberLoss",
+        "torch.optim.adamw.AdamW",
+    }
+    _assert_same_regression(loaded, reg, X)
+    assert loaded.get_params()["module__activation"] is nn.ELU
+
+
+def test_module_instance_round_trips_with_its_own_classes(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    module = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1))
+    reg = MultiSWAGRegressor(module=module, **params).fit(X, y)
+    loaded, untrusted = _skops_round_trip(reg)
+    # The user named these classes by building the instance.
+    assert untrusted - PACKAGE == {
+        "sklearn_swag._persistence.ModuleState",
+        "sklearn_swag._persistence.TensorState",
+        "sklearn_swag._regressor.MultiSWAGRegressor",
+        "torch.nn.modules.container.Sequential",
+        "torch.nn.modules.linear.Linear",
+        "torch.nn.modules.activation.Tanh",
+        ADAM,
+    }
+    _assert_same_regression(loaded, reg, X)
+    assert isinstance(loaded.module, nn.Sequential)
+    assert loaded.module is not module
+    pairs = zip(
+        loaded.module.state_dict().values(), module.state_dict().values(), strict=True
+    )
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_batch_norm_statistics_round_trip(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    reg = MultiSWAGRegressor(module=NormedNet, **{**params, "batch_size": 16}).fit(X, y)
+    loaded, _ = _skops_round_trip(reg)
+    for a, b in zip(
+        loaded.particles_.stacked_buffers(),
+        reg.particles_.stacked_buffers(),
+        strict=True,
+    ):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _assert_same_regression(loaded, reg, X)
+
+
+def test_classifier_round_trips_through_skops():
+    X, y = make_blobs(90, centers=3, n_features=4, random_state=0)
+    clf = MultiSWAGClassifier(
+        n_models=2,
+        pretrain_epochs=10,
+        swag_epochs=3,
+        rank=3,
+        criterion__weight=torch.tensor([1.0, 2.0, 1.0]),
+        random_state=0,
+    ).fit(X, np.array(["a", "b", "c"])[y])
+    loaded, untrusted = _skops_round_trip(clf)
+    assert untrusted == PACKAGE | {
+        "sklearn_swag._classifier.MultiSWAGClassifier",
+        "sklearn_swag._persistence.TensorState",
+        ADAM,
+    }
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+    np.testing.assert_array_equal(
+        loaded.predict_dist(X).mutual_information(),
+        clf.predict_dist(X).mutual_information(),
+    )
+    weight = loaded.get_params()["criterion__weight"]
+    assert isinstance(weight, torch.Tensor)
+    torch.testing.assert_close(weight, torch.tensor([1.0, 2.0, 1.0]))
+
+
+def test_skops_loads_nothing_untrusted_by_default(regression_data, fast_params):
+    X, y = regression_data
+    blob = sio.dumps(MultiSWAGRegressor(**fast_params).fit(X, y))
+    with pytest.raises(Exception, match="[Uu]ntrusted"):
+        sio.loads(blob)
+
+
+def test_pipeline_round_trips_through_skops(regression_data, fast_params):
+    X, y = regression_data
+    pipe = make_pipeline(StandardScaler(), MultiSWAGRegressor(**fast_params))
+    pipe.fit(X, y)
+    loaded, _ = _skops_round_trip(pipe)
+    np.testing.assert_array_equal(
+        loaded.predict(X, return_std=True), pipe.predict(X, return_std=True)
+    )
+
+
+def test_unfitted_estimator_round_trips(fast_params):
+    reg = MultiSWAGRegressor(module=SmallNet, **fast_params)
+    loaded, _ = _skops_round_trip(reg)
+    assert loaded.get_params() == reg.get_params()
+
+
+def test_loaded_model_can_add_particles(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "n_models": 2, "warm_start": True})
+    reg.fit(X, y)
+    loaded, _ = _skops_round_trip(reg)
+    loaded.set_params(n_models=3).fit(X, y)
+    reg.set_params(n_models=3).fit(X, y)
+    np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))
+
+
+# -- the saved state -------------------------------------------------------------------
+@pytest.mark.parametrize("module", [None, "instance"])
+def test_saved_state_holds_no_torch_object(regression_data, fast_params, module):
+    X, y = regression_data
+    params = dict(fast_params)
+    if module == "instance":
+        params = {k: v for k, v in params.items() if not k.startswith("module__")}
+        params["module"] = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    reg = MultiSWAGRegressor(**params).fit(X, y)
+    assert _holds_torch(reg.__getstate__()) == []
+
+
+def test_plain_data_conversion_inverts():
+    module = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    module[1].running_mean += 1.5
+    value = {"net": module, "t": [torch.arange(3), (nn.Parameter(torch.ones(2)),)]}
+    plain = to_plain(value)
+    assert _holds_torch(plain) == []
+    back = from_plain(plain)
+    pairs = zip(
+        back["net"].state_dict().values(), module.state_dict().values(), strict=True
+    )
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert isinstance(back["t"][1][0], nn.Parameter)
+    torch.testing.assert_close(back["t"][0], torch.arange(3))
+    with torch.no_grad():
+        x = torch.randn(4, 2)
+        torch.testing.assert_close(back["net"].eval()(x), module.eval()(x))
+
+
+def test_bfloat16_tensor_is_a_clear_error():
+    with pytest.raises(TypeError, match="bfloat16"):
+        to_plain(torch.ones(2, dtype=torch.bfloat16))
+
+
+def test_stack_from_arrays_checks_shapes():
+    nets = [nn.Linear(3, 2) for _ in range(4)]
+    stack = ParticleStack(nets)
+    weights, buffers = stack.arrays()
+    rebuilt = ParticleStack.from_arrays(nn.Linear(3, 2), weights, buffers)
+    assert rebuilt.n_particles == 4
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(rebuilt(x), stack(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"shape \(4, 3, 3\)"):
+        ParticleStack.from_arrays(
+            nn.Linear(3, 2), [np.zeros((4, 3, 3)), weights[1]], buffers
+        )
+    with pytest.raises(ValueError, match="2 parameters"):
+        ParticleStack.from_arrays(nn.Linear(3, 2), weights[:1], buffers)
+
+
+# -- pickle ----------------------------------------------------------------------------
+def test_pickle_round_trip_predicts_identically(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    loaded = pickle.loads(pickle.dumps(reg))
+    _assert_same_regression(loaded, reg, X)
+
+
+def test_gpu_model_loads_and_predicts_without_cuda(regression_data, fast_params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    expected = reg.predict(X)
+    reg.device = "cuda"  # as if it had been trained on a GPU
+    for dumps, loads in [(pickle.dumps, pickle.loads), (sio.dumps, None)]:
+        blob = dumps(reg)
+        with mock.patch("torch.cuda.is_available", return_value=False):
+            with pytest.warns(UserWarning, match="loaded with device='cpu'"):
+                if loads is None:
+                    loaded = sio.loads(blob, trusted=sorted(_untrusted(blob)))
+                else:
+                    loaded = loads(blob)
+            assert loaded.device == "cpu"
+            np.testing.assert_array_equal(loaded.predict(X), expected)
+
+
+def test_loading_leaves_the_global_random_state_alone(regression_data, fast_params):
+    X, y = regression_data
+    blob = pickle.dumps(MultiSWAGRegressor(**fast_params).fit(X, y))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    pickle.loads(blob)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_pickle_holding_torch_objects_still_loads(regression_data, fast_params):
+    # Files saved before the state was plain data held the ParticleStack.
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    with mock.patch("sklearn_swag._base.saved_state", lambda state: state):
+        blob = pickle.dumps(reg)
+    assert b"ParticleStack" in blob
+    np.testing.assert_array_equal(pickle.loads(blob).predict(X), reg.predict(X))
