@@ -141,6 +141,9 @@ class TrainingHistory(Callback):
     train_loss_ : list of torch.Tensor of shape (P,)
         Each epoch's mean training loss of every particle, weighted by the
         rows of its batches.
+    start_loss_ : torch.Tensor of shape (P,) or None
+        Every particle's loss on its first mini-batch, before that batch's
+        update: the loss it started from.
     lr_ : list of float
         Each epoch's learning rate (of the first parameter group).
     """
@@ -150,6 +153,7 @@ class TrainingHistory(Callback):
 
     def initialize(self):
         self.train_loss_ = []
+        self.start_loss_ = None
         self.lr_ = []
         return self
 
@@ -162,6 +166,8 @@ class TrainingHistory(Callback):
         if not training or losses is None:
             return
         rows = batch[0].shape[-2]
+        if self.start_loss_ is None:
+            self.start_loss_ = losses.detach().clone()
         if self._sum is None:
             self._sum = losses * rows
         else:
@@ -174,10 +180,13 @@ class TrainingHistory(Callback):
         self.lr_.append(float(net.optimizer_.param_groups[0]["lr"]))
 
     def as_arrays(self) -> dict:
-        """The history as numpy arrays: ``train_loss`` (P, E), ``lr`` (E,)."""
+        """The history as numpy arrays: ``train_loss`` (P, E), ``lr`` (E,),
+        ``start_loss`` (P,) or None."""
         loss = torch.stack(self.train_loss_, dim=1) if self.train_loss_ else None
+        start = self.start_loss_
         return {
             "train_loss": None if loss is None else loss.cpu().double().numpy(),
+            "start_loss": None if start is None else start.cpu().double().numpy(),
             "lr": np.asarray(self.lr_, dtype=np.float64),
         }
 
@@ -266,6 +275,11 @@ class PretrainingMonitor(Callback):
         self._stopped |= active & (self._waiting >= self.n_iter_no_change)
         if bool(self._stopped.all()):
             raise _PretrainingDone
+
+    @property
+    def n_stopped(self) -> int:
+        """How many particles have stopped."""
+        return int(self._stopped.sum())
 
     def restore_best(self, stack) -> None:
         """Put every particle back at the weights and buffers of its best epoch."""
@@ -421,27 +435,67 @@ class ThreadTuner(Callback):
 
 
 class EpochProgress(Callback):
-    """A progress bar over the epochs of one group of particles.
+    """A progress bar over every epoch of one group of particles.
+
+    One bar covers the group's whole fit, its pretraining and its SWAG
+    epochs; where early stopping ends the pretraining sooner, the bar drops
+    the epochs left out. It shows the phase, the particles' mean training
+    loss and, with early stopping, how many particles have stopped.
 
     Parameters
     ----------
     description : str
-        Text in front of the bar.
+        Text in front of the bar, naming the group's particles.
+    total : int
+        Epochs of the group's whole fit.
+    position : int, default=0
+        The bar's line, so that groups training at once each keep theirs.
     """
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, total: int, position: int = 0) -> None:
         self.description = description
+        self.total = total
+        self.position = position
+        self.bar_ = None
+        self.phase = "pretrain"
+        self.swag_start = 0
+        self.monitor: PretrainingMonitor | None = None
 
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        from tqdm.auto import tqdm
+    def start_run(
+        self, phase: str, swag_start: int, monitor: PretrainingMonitor | None = None
+    ) -> None:
+        """Begin a training run: ``phase`` ("pretrain", "swag" or "both")."""
+        self.phase, self.swag_start, self.monitor = phase, swag_start, monitor
+        if self.bar_ is None:
+            from tqdm.auto import tqdm
 
-        self.bar_ = tqdm(total=net.max_epochs, desc=self.description, leave=False)
+            self.bar_ = tqdm(
+                total=self.total,
+                desc=self.description,
+                unit="epoch",
+                position=self.position,
+                leave=True,
+            )
+
+    def end_pretraining(self, epochs_left: int) -> None:
+        """The pretraining stopped early: ``epochs_left`` SWAG epochs remain."""
+        self.bar_.total = self.bar_.n + epochs_left
+        self.bar_.refresh()
 
     def on_epoch_end(self, net, **kwargs):
-        self.bar_.update(1)
+        phase = self.phase
+        if phase == "both":
+            phase = "pretrain" if len(net.history) <= self.swag_start else "swag"
+        postfix = {"phase": phase}
         losses = net.criterion_.last_losses
         if losses is not None:
-            self.bar_.set_postfix(loss=f"{float(losses.mean()):.4g}", refresh=False)
+            postfix["loss"] = f"{float(losses.mean()):.4g}"
+        if self.monitor is not None:
+            stopped = int(self.monitor.n_stopped)
+            postfix["stopped"] = f"{stopped}/{len(losses) if losses is not None else 0}"
+        self.bar_.set_postfix(postfix, refresh=False)
+        self.bar_.update(1)
 
-    def on_train_end(self, net, X=None, y=None, **kwargs):
-        self.bar_.close()
+    def close(self) -> None:
+        if self.bar_ is not None:
+            self.bar_.close()

@@ -14,6 +14,12 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import MultiSWAGBase
 from ._categorical import CategoricalMixture
+from ._diagnostics import (
+    EXPLODED,
+    spiked_particles,
+    uninformed_particles,
+    warn_diverged,
+)
 from ._predictive import class_probabilities
 from ._sklearn_compat import (
     StrOptions,
@@ -137,7 +143,9 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         Keep the fitted particles and train only new ones up to ``n_models``
         (on the same data, which is checked).
     verbose : int, default=0
-        Above 0, a progress bar over the epochs of each group.
+        Above 0, a progress bar per group of particles over all its epochs
+        (pretraining and SWAG), with the phase, the mean training loss and,
+        with early stopping, how many particles have stopped.
     random_state : int, RandomState instance or None, default=None
         Seeds every particle's initialisation, mini-batch order and posterior
         draws, and the held-out rows; particle ``i`` depends on it and ``i``
@@ -446,13 +454,40 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         )
         if rows is None:  # a warm start with nothing to add
             return
-        _, held_out = rows
+        train, held_out = rows
         self.classes_ = classes
         self.temperature_ = 1.0
+        self._warn_uninformed(
+            X, index[:, 0], weights, held_out if len(held_out) else train
+        )
         if self.temperature_scaling and len(held_out):
             dist = self._dist(X[held_out])
             self.temperature_ = _fit_temperature(
                 dist.log_proba(), index[held_out, 0].astype(int), weights[held_out]
+            )
+
+    def _warn_uninformed(self, X, y_index, weights, rows):
+        """Warn about particles whose loss spiked and that now learned nothing."""
+        known = set(self._diverged)  # warned about already
+        history = self.history_
+        spiked = spiked_particles(history["start_loss"], history["train_loss"])
+        spiked = [i for i in spiked if i not in known]
+        if not spiked:
+            return
+        proba = self._dist(X[rows]).particle_proba[spiked]
+        bad, log_loss, baseline = uninformed_particles(
+            proba, y_index[rows].astype(int), weights[rows]
+        )
+        if bad:
+            peaks = np.nanmax(history["train_loss"][[spiked[i] for i in bad]], axis=1)
+            rows_are = "held-out" if self.validation_fraction > 0 else "training"
+            warn_diverged(
+                [spiked[i] for i in bad],
+                f"their training loss rose to {', '.join(f'{p:.3g}' for p in peaks)}, "
+                f"over {EXPLODED:g} times their loss on their first mini-batch, and "
+                f"on the {rows_are} rows their log loss "
+                f"({', '.join(f'{log_loss[i]:.3g}' for i in bad)}) is no better "
+                f"than predicting the class frequencies ({baseline:.3g}).",
             )
 
     def __sklearn_tags__(self):

@@ -462,6 +462,16 @@ def _dropout_seed(data_seed) -> int:
 
 
 @contextmanager
+def _closing(progress: EpochProgress | None):
+    """Close the progress bar (if any) however training ends."""
+    try:
+        yield
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+@contextmanager
 def threads_restored(not_if_thread: bool = False):
     """Restore torch's intra-op thread count after a block.
 
@@ -553,6 +563,7 @@ def fit_group(
     device: torch.device,
     modules: list[nn.Module] | ParticleStack | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
+    position: int = 0,
 ) -> dict:
     """Train one group of particles and collect their SWAG moments.
 
@@ -577,6 +588,8 @@ def fit_group(
     validation : tuple of ndarray or None, default=None
         The held-out rows ``(X, y)``, for early stopping of the pretraining
         (``plan.early_stopping``).
+    position : int, default=0
+        The line of the group's progress bar (with ``plan.verbose``).
 
     Returns
     -------
@@ -607,8 +620,19 @@ def fit_group(
     )
     cuda = [device.index or 0] if device.type == "cuda" else []
     histories = []
-    collector = monitor = None
-    with torch.random.fork_rng(devices=cuda), threads_restored(not_if_thread=True):
+    collector = monitor = progress = None
+    if plan.verbose:
+        first, last = int(particle_ids[0]), int(particle_ids[-1])
+        progress = EpochProgress(
+            f"particles {first}-{last}" if last > first else f"particle {first}",
+            total=plan.pretrain_epochs + plan.swag_epochs,
+            position=position,
+        )
+    with (
+        torch.random.fork_rng(devices=cuda),
+        threads_restored(not_if_thread=True),
+        _closing(progress),
+    ):
         # Own states for what draws from the global generators (a user
         # module's dropout): seeded here, restored afterwards, and no other
         # device touched.
@@ -643,6 +667,9 @@ def fit_group(
                     plan.n_iter_no_change,
                     plan.tol,
                 )
+            run_monitor = monitor if phase == "pretrain" else None
+            if progress is not None:
+                progress.start_run(phase, swag_start, run_monitor)
             callbacks, history, run_collector = _callbacks(
                 plan,
                 stack,
@@ -650,7 +677,8 @@ def fit_group(
                 particle_ids,
                 swag_start,
                 own_threads,
-                monitor if phase == "pretrain" else None,
+                run_monitor,
+                progress,
             )
             collector = run_collector or collector
             net = _group_net(plan, stack, criterion, device, callbacks, epochs)
@@ -660,9 +688,11 @@ def fit_group(
             except _Interrupted:
                 raise KeyboardInterrupt from None
             except _PretrainingDone:
-                net.notify("on_train_end", X=X_t, y=y_t)  # e.g. a progress bar
+                net.notify("on_train_end", X=X_t, y=y_t)  # the user's callbacks
             if monitor is not None and phase == "pretrain":
                 monitor.restore_best(stack)
+                if progress is not None:
+                    progress.end_pretraining(plan.swag_epochs)
             histories.append((phase, history, net))
 
     stack = stack.to("cpu")
@@ -704,6 +734,7 @@ def _callbacks(
     swag_start: int,
     own_threads: bool = True,
     monitor: PretrainingMonitor | None = None,
+    progress: EpochProgress | None = None,
 ) -> tuple[list, TrainingHistory, SWAGCollector | None]:
     """The callbacks of one training run of a group.
 
@@ -747,9 +778,8 @@ def _callbacks(
     # The user's callbacks, a copy for every group: after the SWAG collection
     # (so a learning-rate scheduler steps after the epoch it ran).
     callbacks += [copy.deepcopy(cb) for cb in plan.callbacks]
-    if plan.verbose:
-        first, last = int(particle_ids[0]), int(particle_ids[-1])
-        callbacks.append(("progress", EpochProgress(f"particles {first}-{last}")))
+    if progress is not None:
+        callbacks.append(("progress", progress))
     # Never more threads than this process allows (OMP_NUM_THREADS, a loky
     # worker's share, the user's torch.set_num_threads).
     threads = min(plan.threads_for(len(particle_ids), n_rows), torch.get_num_threads())
@@ -784,8 +814,11 @@ def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
 def _group_history(histories: list, monitor, n_particles: int) -> dict:
     """The group's runs as per-particle arrays, epoch after epoch."""
     losses, rates, phases, records = [], [], [], []
+    start_loss = np.full(n_particles, np.nan)
     for phase, history, net in histories:
         arrays = history.as_arrays()
+        if np.isnan(start_loss).all() and arrays["start_loss"] is not None:
+            start_loss = arrays["start_loss"]
         n_epochs = len(arrays["lr"])
         losses.append(arrays["train_loss"])
         rates.append(arrays["lr"])
@@ -807,6 +840,7 @@ def _group_history(histories: list, monitor, n_particles: int) -> dict:
         "valid_loss": valid,
         "lr": np.concatenate(rates),
         "phase": np.concatenate(phases),
+        "start_loss": start_loss,
         "groups": [records],
     }
 
@@ -858,5 +892,6 @@ def join_histories(histories: list[dict], sizes: list[int]) -> dict:
         joined[key] = np.concatenate(
             [pad(h[key], n, fill) for h, n in zip(histories, sizes, strict=True)]
         )
+    joined["start_loss"] = np.concatenate([h["start_loss"] for h in histories])
     joined["groups"] = [group for h in histories for group in h["groups"]]
     return joined

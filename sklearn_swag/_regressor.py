@@ -7,6 +7,12 @@ import torch
 from sklearn.base import RegressorMixin
 
 from ._base import MultiSWAGBase, as_float32
+from ._diagnostics import (
+    collapsed_noise,
+    misfit_particles,
+    target_variance,
+    warn_diverged,
+)
 from ._mixture import NormalMixture
 from ._noise import GaussianNLL, held_out_noise_factor
 from ._predictive import output_moments
@@ -191,7 +197,9 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         until a validation score stops improving, at the cost of the new
         particles alone.
     verbose : int, default=0
-        Above 0, a progress bar over the epochs of each group.
+        Above 0, a progress bar per group of particles over all its epochs
+        (pretraining and SWAG), with the phase, the mean training loss and,
+        with early stopping, how many particles have stopped.
     random_state : int, RandomState instance or None, default=None
         Seeds every particle's initialisation, mini-batch order and
         posterior draws, and the held-out rows. Particle ``i``'s seeds
@@ -254,9 +262,11 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         units the networks learn: standardised targets with ``normalize_y``)
         and ``"valid_loss"`` (the held-out loss, with ``early_stopping``;
         NaN otherwise); a particle whose group stopped pretraining earlier
-        ends in NaN and "". ``"groups"``: each particle group's skorch
-        history (a list of one dict per epoch, with what the user's
-        ``callbacks`` recorded).
+        ends in NaN and "". ``"start_loss"``, shape (n_models,): each
+        particle's loss on its first mini-batch, before any update (the
+        reference of the divergence warnings). ``"groups"``: each particle
+        group's skorch history (a list of one dict per epoch, with what the
+        user's ``callbacks`` recorded).
     pretrain_epochs_ : ndarray of shape (n_models,)
         The pretraining epoch whose weights each particle's SWAG phase
         started from: ``pretrain_epochs``, or its best epoch with
@@ -499,13 +509,14 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         self.y_scale_ = y_scale
         self._noise_model = self.noise
         rows = held_out if len(held_out) else train
-        self._fit_noise(X, y_scaled, rows, weights[rows])
+        variance = target_variance(y_scaled[train], weights[train])
+        self._fit_noise(X, y_scaled, rows, weights[rows], variance)
 
-    def _fit_noise(self, X, y_scaled, rows, weights):
+    def _fit_noise(self, X, y_scaled, rows, weights, variance):
         """Noise variance (homoscedastic) or its calibration (heteroscedastic).
 
         ``rows`` are the held-out rows, or the training rows without any;
-        ``weights`` their weights.
+        ``weights`` their weights; ``variance`` the training targets'.
         """
         means, variances, noise = self._component_moments(X[rows])
         if not np.all(np.isfinite(means)) or (
@@ -519,6 +530,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         residual = y_scaled[rows].astype(np.float64) - means.mean(axis=0)
         epistemic = variances.mean(axis=0) + means.var(axis=0)
         base = np.ones_like(residual) if noise is None else noise.mean(axis=0)
+        rows_are = "held-out" if self.validation_fraction > 0 else "training"
         if self.validation_fraction > 0:
             factor = held_out_noise_factor(residual, epistemic, base, weights)
         elif noise is None:  # training residuals: optimistic, see the docs
@@ -532,6 +544,44 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             factor = np.maximum(factor, 1e-6)
             self.noise_calibration_ = factor
         self.noise_variance_ = (factor * base).mean(axis=0) * self.y_scale_**2
+        self._warn_misfits(
+            means,
+            y_scaled[rows],
+            weights,
+            (factor * base).mean(axis=0),
+            variance,
+            rows_are,
+        )
+
+    def _warn_misfits(self, means, y, weights, noise, variance, rows_are):
+        """Warn about particles that predict far worse than the targets' mean.
+
+        Also where the fitted noise collapsed while the particles disagree
+        more than the targets vary. All in the units the networks learned.
+        """
+        known = set(vars(self).get("_diverged", []))  # warned about already
+        misfits, ratio = misfit_particles(means, y, variance, weights)
+        misfits = [i for i in misfits if i not in known]
+        collapsed, outlying, spread = collapsed_noise(noise, means, variance, weights)
+        findings = []
+        if misfits:
+            errors = ", ".join(f"{ratio[i]:.3g}" for i in misfits)
+            findings.append(
+                f"on the {rows_are} rows the mean squared error of their "
+                f"predictions is {errors} times the training targets' variance "
+                "(predicting their mean scores about 1)."
+            )
+        if collapsed:
+            far = set(np.flatnonzero(outlying > 1.0).tolist()) - known
+            misfits = sorted(set(misfits) | far)
+            findings.append(
+                f"the noise variance fitted on the {rows_are} rows collapsed to "
+                f"{', '.join(f'{v:.3g}' for v in np.atleast_1d(noise))} while the "
+                f"particles' predictions vary across particles {spread:.3g} times "
+                "as much as the targets do."
+            )
+        if misfits:
+            warn_diverged(misfits, " Also, ".join(findings))
 
     def _normalizes_y(self) -> bool:
         if self.normalize_y == "auto":

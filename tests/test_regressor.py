@@ -496,7 +496,29 @@ def test_module_instance_with_routed_parameters_is_refused(regression_data):
 def test_verbose_shows_progress(regression_data, fast_params, capsys):
     X, y = regression_data
     MultiSWAGRegressor(**{**fast_params, "verbose": 1}).fit(X, y)
-    assert "particles 0-2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "particles 0-2" in err
+    assert "70/70" in err  # one bar over both phases
+    assert "phase=pretrain" in err and "phase=swag" in err
+
+
+def test_progress_bars_of_groups_with_early_stopping(regression_data, capsys):
+    X, y = regression_data
+    MultiSWAGRegressor(
+        n_models=3,
+        n_jobs=2,
+        pretrain_epochs=400,
+        swag_epochs=5,
+        early_stopping=True,
+        n_iter_no_change=3,
+        verbose=1,
+        random_state=0,
+    ).fit(X, y)
+    err = capsys.readouterr().err
+    assert "particles 0-1" in err and "particle 2" in err
+    assert "stopped=" in err
+    # Early stopping ends the pretraining sooner: the bars end below 405.
+    assert "/405 " in err and "405/405" not in err
 
 
 def test_cuda_requested_without_cuda(regression_data):
