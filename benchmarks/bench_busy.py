@@ -18,24 +18,36 @@ has lost its core is what the package must avoid.
 "Quiet" means no process of this benchmark's own: other work on the machine
 still shows up, which is why the pairs alternate and the median is reported.
 
+Prediction (``--parts predict``): ``predict(X, return_std=True)`` of the
+default ``MultiSWAGRegressor`` (5 particles x 20 draws, the built-in MLP,
+fitted briefly on 2,000 rows of 20 features) on ``--predict-rows`` rows
+(default 200,000), quiet and busy alternately: as the package predicts (it
+chooses torch's threads by timing blocks of rows), and with that choice
+switched off at torch's default thread count (as before it existed) and at
+one thread. Targets: busy, the package within 1.2x of one thread (what a
+shared machine leaves); quiet, within 1.2x of the default threads (what a
+quiet one allows).
+
 Run from the repository root::
 
     python benchmarks/bench_busy.py
     python benchmarks/bench_busy.py --epochs-scale 1.0 --repeats 5
     python benchmarks/bench_busy.py --particles 64
     python benchmarks/bench_busy.py --epochs-scale 0.02      # a quick trial run
+    python benchmarks/bench_busy.py --parts predict
 """
 
 import argparse
 import contextlib
 import multiprocessing
 import time
+from unittest import mock
 
 import numpy as np
 import torch
 from seed_workload import PRETRAIN, SWAG, make_regressor, plain_loop
 
-from sklearn_swag import make_toy_regression
+from sklearn_swag import MultiSWAGRegressor, make_toy_regression
 
 TARGET = 1.5
 
@@ -109,7 +121,80 @@ def main(argv=None):
         default=[16, 64],
         help="particle counts (default: 16 64)",
     )
+    parser.add_argument(
+        "--parts",
+        default="fit,predict",
+        help="comma-separated: fit, predict (default: both)",
+    )
+    parser.add_argument(
+        "--predict-rows",
+        type=int,
+        default=200_000,
+        help="rows of the prediction part (default: 200000)",
+    )
     args = parser.parse_args(argv)
+    parts = args.parts.split(",")
+    if "fit" in parts:
+        fit_part(args)
+    if "predict" in parts:
+        predict_part(args)
+
+
+def predict_part(args):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((args.predict_rows, 20), dtype=np.float32)
+    y = X[:2000, 0] + 0.1 * rng.standard_normal(2000)
+    reg = MultiSWAGRegressor(pretrain_epochs=5, swag_epochs=5, random_state=0)
+    reg.fit(X[:2000], y)
+    with busy_core():
+        pass
+
+    def predict():
+        start = time.perf_counter()
+        reg.predict(X, return_std=True)
+        return time.perf_counter() - start
+
+    threads = torch.get_num_threads()
+    print(
+        f"\ntorch {torch.__version__}, {threads} thread(s); predict(X, "
+        f"return_std=True) on {len(X):,} rows, 5 particles x 20 draws"
+    )
+    results = {
+        "package": pairs(predict, args.repeats),
+    }
+    off = mock.patch("sklearn_swag._predictive._prediction_threads", return_value=None)
+    with off:
+        results["default"] = pairs(predict, args.repeats)
+        try:
+            torch.set_num_threads(1)
+            results["one"] = pairs(predict, args.repeats)
+        finally:
+            torch.set_num_threads(threads)
+    titles = {
+        "package": "prediction, threads chosen by timing blocks (the package)",
+        "default": f"prediction, torch's default {threads} threads (choice off)",
+        "one": "prediction, one thread (choice off)",
+    }
+    for key, title in titles.items():
+        print_pairs(title, results[key])
+    quiet = {k: float(np.median([q for q, _ in r])) for k, r in results.items()}
+    busy = {k: float(np.median([b for _, b in r])) for k, r in results.items()}
+    busy_ratio = busy["package"] / busy["one"]
+    quiet_ratio = quiet["package"] / quiet["default"]
+    print()
+    print(
+        f"{'PASS' if busy_ratio <= 1.2 else 'FAIL'}  busy: the package takes "
+        f"{busy_ratio:.2f}x one thread's time (target <= 1.2; torch's default "
+        f"threads {busy['default'] / busy['one']:.2f}x)"
+    )
+    print(
+        f"{'PASS' if quiet_ratio <= 1.2 else 'FAIL'}  quiet: the package takes "
+        f"{quiet_ratio:.2f}x the default threads' time (target <= 1.2; one "
+        f"thread {quiet['one'] / quiet['default']:.2f}x)"
+    )
+
+
+def fit_part(args):
     pretrain = max(1, round(PRETRAIN * args.epochs_scale))
     swag = max(1, round(SWAG * args.epochs_scale))
     X, y = make_toy_regression(random_state=0)

@@ -45,7 +45,6 @@ from ._particles import (
     partition,
     resolve_devices,
     root_seed,
-    threads_restored,
 )
 from ._persistence import loaded_state, saved_state
 from ._predictive import function_draws, particle_outputs
@@ -58,6 +57,7 @@ from ._sklearn_compat import (
     validate_data,
 )
 from ._stacking import ParticleStack, elementwise_loss, uses_batch_norm
+from ._threads import threads_restored
 
 #: Floats per array of per-particle predictions in one block of rows (see
 #: ``MultiSWAGBase._by_row_blocks``): 8 MB of float64.

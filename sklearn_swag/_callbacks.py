@@ -10,8 +10,6 @@ torch threads, and :class:`EpochProgress` draws a progress bar.
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +17,7 @@ import torch
 from skorch.callbacks import Callback
 
 from ._swag import SWAGMoments
+from ._threads import ThreadChooser
 
 
 class SWAGCollector(Callback):
@@ -323,31 +322,12 @@ class DivergenceCheck(Callback):
 
 
 class ThreadTuner(Callback):
-    """Choose between one torch thread and ``threads`` by timing training steps.
+    """Choose a group's torch threads by timing its training steps.
 
-    A group whose steps could use more than one thread starts on one. After
-    a few warm-up steps it times ``trial_steps`` steps on one thread and as
-    many on ``threads``, and keeps the faster (more threads must save at least
-    10%). On a machine where other processes hold cores, intra-op threads
-    wait for each other, and a step can take a hundred times longer: a trial
-    step that slow ends the trial at once, and two such steps in a row while
-    running on ``threads`` go back to one thread. After a trial that did not
-    pay, the next one comes ``retry_after`` steps later, then twice as late,
-    and so on, so that a busy machine costs a few slow steps per fit at most.
-
-    Parameters
-    ----------
-    threads : int
-        The number of threads to try, at least 2.
-    trial_steps : int, default=5
-        Steps timed per setting in a trial.
-    warmup_steps : int, default=3
-        Steps before the first timing.
-    retry_after : int, default=500
-        Steps between a trial that did not pay and the next one; doubles
-        every time.
-    collapse : float, default=5.0
-        A step this many times slower than expected counts as a collapse.
+    A skorch callback around :class:`~sklearn_swag._threads.ThreadChooser`:
+    one thread to start with, ``threads`` where a timed trial shows they pay,
+    and back to one as soon as steps collapse (another process holding a
+    core). Parameters as :class:`~sklearn_swag._threads.ThreadChooser`'s.
 
     Attributes
     ----------
@@ -373,65 +353,35 @@ class ThreadTuner(Callback):
         self.collapse = collapse
 
     def initialize(self):
-        self.threads_ = 1
-        self.trials_ = []
+        self.chooser_ = ThreadChooser(
+            self.threads,
+            trial_steps=self.trial_steps,
+            warmup_steps=self.warmup_steps,
+            retry_after=self.retry_after,
+            collapse=self.collapse,
+        )
         return self
 
+    @property
+    def threads_(self) -> int:
+        return self.chooser_.threads_
+
+    @property
+    def trials_(self) -> list:
+        return self.chooser_.trials_
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self._use(1)
-        self._step = 0
-        self._phase = "single"
-        self._recent: list[float] = []
-        self._next_trial = self.warmup_steps + self.trial_steps
-        self._retry = self.retry_after
-        self._first_trial = True
-
-    def _use(self, threads: int) -> None:
-        torch.set_num_threads(threads)
-        self.threads_ = threads
-
-    def _back_to_one(self, multi: float | None) -> None:
-        self.trials_.append((self._step, self._single, multi))
-        self._use(1)
-        self._phase = "single"
-        self._recent = []
-        self._next_trial = self._step + self._retry
-        self._retry *= 2
+        self.chooser_.start()
 
     def on_batch_begin(self, net, batch=None, training=None, **kwargs):
-        self._start = time.perf_counter()
+        self.chooser_.begin_step()
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        seconds = time.perf_counter() - self._start
-        self._step += 1
-        if self._phase == "single":
-            if self._step > self.warmup_steps:
-                self._recent = [*self._recent[-self.trial_steps + 1 :], seconds]
-            if self._step >= self._next_trial and len(self._recent):
-                self._single = statistics.median(self._recent)
-                self._timed: list[float] = []
-                self._phase = "trial"
-                self._use(self.threads)
-        elif self._phase == "trial":
-            first = self._first_trial and not self._timed
-            self._timed.append(seconds)
-            if seconds > self.collapse * self._single and not first:
-                self._first_trial = False
-                self._back_to_one(seconds)
-            elif len(self._timed) > self.trial_steps:  # the first is not timed
-                self._first_trial = False
-                multi = statistics.median(self._timed[1:])
-                if multi < 0.9 * self._single:
-                    self.trials_.append((self._step, self._single, multi))
-                    self._multi, self._strikes = multi, 0
-                    self._phase = "multi"
-                else:
-                    self._back_to_one(multi)
-        else:  # running on several threads: watch for a collapse
-            slow = seconds > self.collapse * self._multi
-            self._strikes = self._strikes + 1 if slow else 0
-            if self._strikes >= 2:
-                self._back_to_one(None)
+        self.chooser_.end_step()
+
+
+#: Seconds between two redraws of a progress bar.
+_BAR_SECONDS = 0.1
 
 
 class EpochProgress(Callback):
@@ -475,6 +425,7 @@ class EpochProgress(Callback):
                 unit="epoch",
                 position=self.position,
                 leave=True,
+                mininterval=_BAR_SECONDS,
             )
 
     def end_pretraining(self, epochs_left: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from ._stacking import (
     build_stack,
     training_batches,
 )
+from ._threads import in_main_thread, threads_restored
 
 #: Serialises the moments in which a worker thread borrows the global torch
 #: random state to initialise a module, so threads never see each other's seed.
@@ -471,21 +473,17 @@ def _closing(progress: EpochProgress | None):
             progress.close()
 
 
-@contextmanager
-def threads_restored(not_if_thread: bool = False):
-    """Restore torch's intra-op thread count after a block.
+def _read_only_tensor(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``values`` as a tensor on ``device``, without a copy on the CPU.
 
-    With ``not_if_thread``, in a thread other than the main one, nothing is
-    done: the count is the process's, and threads restoring it would race.
+    A process-based joblib backend hands large arrays to its workers as
+    read-only memory maps; training only reads the rows, so they are used as
+    they are rather than copied into every worker (torch warns about tensors
+    it cannot write to).
     """
-    if not_if_thread and threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.as_tensor(values).to(device)
 
 
 def _reinitialised_copy(module: nn.Module) -> nn.Module:
@@ -608,7 +606,7 @@ def fit_group(
     criterion = ParticleLoss(
         plan.build_criterion(), weighted=plan.weighted, class_targets=plan.class_targets
     )
-    X_t, y_t = torch.as_tensor(X).to(device), torch.as_tensor(y).to(device)
+    X_t, y_t = _read_only_tensor(X, device), _read_only_tensor(y, device)
     early = plan.early_stopping and plan.pretrain_epochs > 0
     phases = (
         [
@@ -657,13 +655,13 @@ def fit_group(
             ]
             # torch's thread count is the process's: a group that runs in a
             # thread of the caller (threading backend) leaves it alone.
-            own_threads = threading.current_thread() is threading.main_thread()
+            own_threads = in_main_thread()
             if device.type == "cpu" and own_threads:
                 torch.set_num_threads(1)  # ThreadTuner tries more where it may pay
             if phase == "pretrain":
                 monitor = PretrainingMonitor(
-                    torch.as_tensor(validation[0]).to(device),
-                    torch.as_tensor(validation[1]).to(device),
+                    _read_only_tensor(validation[0], device),
+                    _read_only_tensor(validation[1], device),
                     plan.n_iter_no_change,
                     plan.tol,
                 )

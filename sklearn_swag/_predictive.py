@@ -20,6 +20,7 @@ import torch
 from ._noise import split_mean_variance
 from ._stacking import ParticleStack
 from ._swag import sample_weights
+from ._threads import ThreadChooser, in_main_thread, threads_restored
 
 #: Upper bound on the floats of posterior draws held at once while predicting.
 _DRAW_BUDGET = 2**25
@@ -178,7 +179,10 @@ def particle_outputs(
     network = _Network(stack, device, bn_rows, bn_batch_size)
     X_t = torch.as_tensor(X, device=device)
     results: list[torch.Tensor] | None = None
-    with torch.no_grad():
+    chooser = _prediction_threads(device)
+    with torch.no_grad(), threads_restored(not_if_thread=True):
+        if chooser is not None:
+            chooser.start()
         for start in range(0, n_models, per_chunk):
             chunk = range(start, min(n_models, start + per_chunk))
             theta = torch.cat(
@@ -191,7 +195,7 @@ def particle_outputs(
             )
             owners = torch.arange(chunk.start, chunk.stop).repeat_interleave(n_samples)
             row = 0
-            for out in network.blocks(theta, owners, X_t):
+            for out in _timed(network.blocks(theta, owners, X_t), chooser):
                 # Each block of rows is reduced as soon as it is evaluated and
                 # written into arrays allocated once: memory does not grow with
                 # the rows beyond the results (and no small pieces kept between
@@ -207,6 +211,38 @@ def particle_outputs(
                     target[chunk.start : chunk.stop, row : row + n_block] = t
                 row += n_block
     return tuple(t.numpy() for t in results)
+
+
+def _prediction_threads(device: torch.device) -> ThreadChooser | None:
+    """A chooser of torch threads for prediction on a CPU, or None.
+
+    Prediction starts on one thread and tries the process's thread count
+    after a block, keeping it only where it pays (see
+    :class:`~sklearn_swag._threads.ThreadChooser`): a small network on a
+    machine where other processes hold cores is many times slower on several
+    threads. Not in a thread other than the main one, where the count is the
+    process's to share.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2 or not in_main_thread():
+        return None
+    return ThreadChooser(threads, trial_steps=2, warmup_steps=1, retry_after=50)
+
+
+def _timed(blocks: Iterator, chooser: ThreadChooser | None) -> Iterator:
+    """``blocks``, each timed from its evaluation to the end of its use."""
+    if chooser is None:
+        yield from blocks
+        return
+    blocks = iter(blocks)
+    while True:
+        chooser.begin_step()
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
+        yield block
+        chooser.end_step()
 
 
 def output_moments(

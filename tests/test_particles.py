@@ -104,7 +104,7 @@ def tuner_clock(monkeypatch):
     from sklearn_swag._callbacks import ThreadTuner
 
     clock = _Clock()
-    monkeypatch.setattr("sklearn_swag._callbacks.time.perf_counter", clock)
+    monkeypatch.setattr("sklearn_swag._threads.time.perf_counter", clock)
     before = torch.get_num_threads()
     tuner = ThreadTuner(2, trial_steps=3, warmup_steps=2, retry_after=10)
     tuner.initialize()
@@ -220,7 +220,7 @@ def test_devices_resolve_and_go_round_robin():
 
 
 def test_threads_are_restored_after_a_block():
-    from sklearn_swag._particles import threads_restored
+    from sklearn_swag._threads import threads_restored
 
     before = torch.get_num_threads()
     with threads_restored():
@@ -241,3 +241,18 @@ def test_fused_optimizer_only_where_the_user_did_not_choose():
         "foreach": False
     }
     assert _fast_optimizer_kwargs(torch.optim.RMSprop, {}, cpu) == {}
+
+
+def test_read_only_rows_train_without_a_warning_or_a_copy():
+    # A process-based joblib backend hands large arrays over as read-only
+    # memory maps.
+    import warnings
+
+    from sklearn_swag._particles import _read_only_tensor
+
+    values = np.arange(12, dtype=np.float32).reshape(4, 3)
+    values.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = _read_only_tensor(values, torch.device("cpu"))
+    assert tensor.data_ptr() == values.ctypes.data

@@ -3,6 +3,7 @@
 import warnings
 from unittest import mock
 
+import joblib
 import numpy as np
 import pytest
 import torch
@@ -493,7 +494,8 @@ def test_module_instance_with_routed_parameters_is_refused(regression_data):
         MultiSWAGRegressor(MLP(3, 1), module__hidden_layer_sizes=(3,)).fit(X, y)
 
 
-def test_verbose_shows_progress(regression_data, fast_params, capsys):
+def test_verbose_shows_progress(regression_data, fast_params, capsys, monkeypatch):
+    monkeypatch.setattr("sklearn_swag._callbacks._BAR_SECONDS", 0)  # every update
     X, y = regression_data
     MultiSWAGRegressor(**{**fast_params, "verbose": 1}).fit(X, y)
     err = capsys.readouterr().err
@@ -502,18 +504,22 @@ def test_verbose_shows_progress(regression_data, fast_params, capsys):
     assert "phase=pretrain" in err and "phase=swag" in err
 
 
-def test_progress_bars_of_groups_with_early_stopping(regression_data, capsys):
+def test_progress_bars_of_groups_with_early_stopping(
+    regression_data, capsys, monkeypatch
+):
+    monkeypatch.setattr("sklearn_swag._callbacks._BAR_SECONDS", 0)  # every update
     X, y = regression_data
-    MultiSWAGRegressor(
-        n_models=3,
-        n_jobs=2,
-        pretrain_epochs=400,
-        swag_epochs=5,
-        early_stopping=True,
-        n_iter_no_change=3,
-        verbose=1,
-        random_state=0,
-    ).fit(X, y)
+    with joblib.parallel_backend("threading"):  # bars written in this process
+        MultiSWAGRegressor(
+            n_models=3,
+            n_jobs=2,
+            pretrain_epochs=400,
+            swag_epochs=5,
+            early_stopping=True,
+            n_iter_no_change=3,
+            verbose=1,
+            random_state=0,
+        ).fit(X, y)
     err = capsys.readouterr().err
     assert "particles 0-1" in err and "particle 2" in err
     assert "stopped=" in err
