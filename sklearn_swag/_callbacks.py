@@ -10,6 +10,7 @@ torch threads, and :class:`EpochProgress` draws a progress bar.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -194,6 +195,10 @@ class _PretrainingDone(Exception):
     """Every particle of the group has stopped improving on the held-out rows."""
 
 
+class _SomeStopped(Exception):
+    """Enough particles have stopped to train the others without them."""
+
+
 class PretrainingMonitor(Callback):
     """Early stopping of the pretraining, particle by particle.
 
@@ -206,6 +211,12 @@ class PretrainingMonitor(Callback):
     particle back at its best epoch. A particle's best epoch depends on its
     own losses alone, never on the other particles of its group.
 
+    With ``may_drop``, the run also ends (:class:`_SomeStopped`) once the
+    stopped particles are worth leaving out: at least a quarter of the
+    stack, and computing them for another ``n_iter_no_change`` epochs would
+    cost more than ``DROP_SECONDS``. The caller then goes on with the others
+    in a smaller stack, monitored by :meth:`continued`.
+
     Parameters
     ----------
     X_val, y_val : torch.Tensor
@@ -216,11 +227,21 @@ class PretrainingMonitor(Callback):
     tol : float
         Improvement that counts.
 
+    may_drop : bool, default=False
+        Whether the run may end when some particles have stopped.
+
     Attributes
     ----------
     best_epoch_ : torch.Tensor of shape (P,)
-        Each particle's best epoch (1-based).
+        Each particle's best epoch (1-based, counted from the start of the
+        pretraining).
+    epochs_ : int
+        Epochs of this run so far.
     """
+
+    #: Seconds that leaving the stopped particles out must save (the cost of
+    #: a new run: a skorch net, its optimizer and callbacks).
+    DROP_SECONDS = 0.01
 
     def __init__(
         self,
@@ -228,23 +249,59 @@ class PretrainingMonitor(Callback):
         y_val: torch.Tensor,
         n_iter_no_change: int,
         tol: float,
+        may_drop: bool = False,
     ) -> None:
         self.X_val = X_val
         self.y_val = y_val
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.may_drop = may_drop
+        self.epoch_offset = 0
+        self._carried: tuple | None = None
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         stack = net.module_
         n = stack.n_particles
         device = self.X_val.device
+        self._stopped = torch.zeros(n, dtype=torch.bool, device=device)
+        self.losses_: list[torch.Tensor] = []
+        self.epochs_ = 0
+        self._epoch_start = time.perf_counter()
+        if self._carried is not None:
+            self._best, self._waiting, self.best_epoch_, weights, buffers = (
+                self._carried
+            )
+            self._weights, self._buffers = list(weights), list(buffers)
+            return
         self._best = torch.full((n,), math.inf, dtype=torch.float64, device=device)
         self._waiting = torch.zeros(n, dtype=torch.int64, device=device)
-        self._stopped = torch.zeros(n, dtype=torch.bool, device=device)
         self.best_epoch_ = torch.zeros(n, dtype=torch.int64, device=device)
         self._weights = [w.detach().clone() for w in stack.weights]
         self._buffers = [b.clone() for b in stack.stacked_buffers()]
-        self.losses_: list[torch.Tensor] = []
+
+    def continued(self, keep: torch.Tensor) -> PretrainingMonitor:
+        """A monitor of the particles at ``keep`` in a run that goes on.
+
+        It starts from their best losses, epochs, weights and waiting so far,
+        and counts epochs on from this run's.
+        """
+        new = PretrainingMonitor(
+            self.X_val, self.y_val, self.n_iter_no_change, self.tol, self.may_drop
+        )
+        new.epoch_offset = self.epoch_offset + self.epochs_
+        new._carried = (
+            self._best[keep].clone(),
+            self._waiting[keep].clone(),
+            self.best_epoch_[keep].clone(),
+            [w[keep].clone() for w in self._weights],
+            [b[keep].clone() for b in self._buffers],
+        )
+        return new
+
+    @property
+    def stopped(self) -> torch.Tensor:
+        """Which particles of this run have stopped, shape (P,)."""
+        return self._stopped
 
     def on_epoch_end(self, net, **kwargs):
         stack = net.module_
@@ -256,10 +313,11 @@ class PretrainingMonitor(Callback):
                 stack.train()
             losses = net.criterion_.per_particle(out, self.y_val).double()
         self.losses_.append(losses)
+        self.epochs_ += 1
         active = ~self._stopped
         better = active & (losses < self._best)
         if bool(better.any()):
-            epoch = len(net.history)
+            epoch = self.epoch_offset + self.epochs_
             self.best_epoch_[better] = epoch
             with torch.no_grad():
                 for saved, current in zip(self._weights, stack.weights, strict=True):
@@ -272,23 +330,46 @@ class PretrainingMonitor(Callback):
         self._waiting = torch.where(improved, 0, self._waiting + 1)
         self._best = torch.where(better, losses, self._best)
         self._stopped |= active & (self._waiting >= self.n_iter_no_change)
+        now = time.perf_counter()
+        seconds, self._epoch_start = now - self._epoch_start, now
         if bool(self._stopped.all()):
             raise _PretrainingDone
+        if self.may_drop and self._worth_dropping(seconds):
+            raise _SomeStopped
+
+    def _worth_dropping(self, epoch_seconds: float) -> bool:
+        share = float(self._stopped.double().mean())
+        saved = share * epoch_seconds * self.n_iter_no_change
+        return share >= 0.25 and saved > self.DROP_SECONDS
 
     @property
     def n_stopped(self) -> int:
         """How many particles have stopped."""
         return int(self._stopped.sum())
 
-    def restore_best(self, stack) -> None:
-        """Put every particle back at the weights and buffers of its best epoch."""
+    def restore_best(self, stack, which=None, positions=None) -> None:
+        """Put particles back at the weights and buffers of their best epoch.
+
+        Parameters
+        ----------
+        stack : ParticleStack
+            Where to write them: this run's stack, or a larger one.
+        which : torch.Tensor or None, default=None
+            This run's particles to restore (a mask or indices); all by default.
+        positions : torch.Tensor or None, default=None
+            Their positions in ``stack``; ``which`` by default.
+        """
+        if which is None:
+            which = torch.arange(len(self._best), device=self._best.device)
+        if positions is None:
+            positions = which
         with torch.no_grad():
-            for saved, current in zip(self._weights, stack.weights, strict=True):
-                current.copy_(saved)
-            for saved, current in zip(
-                self._buffers, stack.stacked_buffers(), strict=True
-            ):
-                current.copy_(saved)
+            pairs = [
+                *zip(self._weights, stack.weights, strict=True),
+                *zip(self._buffers, stack.stacked_buffers(), strict=True),
+            ]
+            for saved, current in pairs:
+                current[positions.to(current.device)] = saved[which.to(saved.device)]
 
     def as_array(self) -> np.ndarray:
         """Held-out losses, shape ``(P, n_epochs)``."""

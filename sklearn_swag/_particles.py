@@ -11,6 +11,7 @@ net (:func:`fit_group`).
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import warnings
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from ._callbacks import (
     ThreadTuner,
     TrainingHistory,
     _PretrainingDone,
+    _SomeStopped,
 )
 from ._mlp import MLP
 from ._stacking import (
@@ -618,7 +620,7 @@ def fit_group(
     )
     cuda = [device.index or 0] if device.type == "cuda" else []
     histories = []
-    collector = monitor = progress = None
+    collector = progress = best_epochs = final_losses = None
     if plan.verbose:
         first, last = int(particle_ids[0]), int(particle_ids[-1])
         progress = EpochProgress(
@@ -647,7 +649,7 @@ def fit_group(
                 torch.Generator().manual_seed(_run_seed(s, run))
                 for s in seeds[:, DATA_SEED]
             ]
-            stack.dropout_generators = [
+            dropout_generators = [
                 torch.Generator(device=device).manual_seed(
                     _dropout_seed(_run_seed(s, run))
                 )
@@ -658,40 +660,44 @@ def fit_group(
             own_threads = in_main_thread()
             if device.type == "cpu" and own_threads:
                 torch.set_num_threads(1)  # ThreadTuner tries more where it may pay
+            run_args = (plan, X_t, y_t, generators, dropout_generators, particle_ids)
             if phase == "pretrain":
                 monitor = PretrainingMonitor(
                     _read_only_tensor(validation[0], device),
                     _read_only_tensor(validation[1], device),
                     plan.n_iter_no_change,
                     plan.tol,
+                    may_drop=_may_drop_stopped(plan),
                 )
-            run_monitor = monitor if phase == "pretrain" else None
+                runs, best_epochs, final_losses = _pretrain(
+                    *run_args, stack, criterion, monitor, own_threads, progress
+                )
+                histories += runs
+                if progress is not None:
+                    progress.end_pretraining(plan.swag_epochs)
+                continue
+            stack.dropout_generators = dropout_generators
             if progress is not None:
-                progress.start_run(phase, swag_start, run_monitor)
-            callbacks, history, run_collector = _callbacks(
+                progress.start_run(phase, swag_start)
+            callbacks, history, collector = _callbacks(
                 plan,
                 stack,
                 len(X),
                 particle_ids,
                 swag_start,
                 own_threads,
-                run_monitor,
+                None,
                 progress,
             )
-            collector = run_collector or collector
             net = _group_net(plan, stack, criterion, device, callbacks, epochs)
             net.particle_generators_ = generators
+            criterion.new_particles()
             try:
                 net.fit(X_t, y_t)
             except _Interrupted:
                 raise KeyboardInterrupt from None
-            except _PretrainingDone:
-                net.notify("on_train_end", X=X_t, y=y_t)  # the user's callbacks
-            if monitor is not None and phase == "pretrain":
-                monitor.restore_best(stack)
-                if progress is not None:
-                    progress.end_pretraining(plan.swag_epochs)
-            histories.append((phase, history, net))
+            final_losses = criterion.last_losses.detach().cpu().double()
+            histories.append((phase, history, net, torch.arange(len(seeds)), None))
 
     stack = stack.to("cpu")
     stack.dropout_generators = None  # generators neither travel nor pickle
@@ -708,20 +714,142 @@ def fit_group(
             len(seeds), 0, stack.n_params, dtype=getattr(torch, plan.deviation_dtype)
         )
         n_snapshots = torch.zeros(len(seeds), dtype=torch.int64)
-    if monitor is not None:
-        pretrain_epochs = monitor.best_epoch_.cpu().numpy()
+    if best_epochs is not None:
+        pretrain_epochs = best_epochs.numpy()
     else:
         pretrain_epochs = np.full(len(seeds), plan.pretrain_epochs)
+    if final_losses is None:
+        final_losses = torch.full((len(seeds),), math.nan, dtype=torch.float64)
     return {
         "stack": stack,
         "mean": mean.numpy(),
         "sq_mean": sq_mean.numpy(),
         "deviations": deviations.numpy(),
         "n_snapshots": n_snapshots.numpy(),
-        "train_loss": criterion.last_losses.cpu().numpy().astype(np.float64),
-        "history": _group_history(histories, monitor, len(seeds)),
+        "train_loss": final_losses.numpy().astype(np.float64),
+        "history": _group_history(histories, len(seeds)),
         "pretrain_epochs": pretrain_epochs.astype(np.int64),
     }
+
+
+def _pretrain(
+    plan: TrainingPlan,
+    X_t: torch.Tensor,
+    y_t: torch.Tensor,
+    generators: list,
+    dropout_generators: list,
+    particle_ids: np.ndarray,
+    stack: ParticleStack,
+    criterion: ParticleLoss,
+    monitor: PretrainingMonitor,
+    own_threads: bool,
+    progress: EpochProgress | None,
+) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """Pretraining with early stopping, leaving stopped particles out.
+
+    A run trains the particles still improving; when the monitor says enough
+    of them have stopped (:class:`_SomeStopped`), the stopped ones are put
+    back at their best epoch in ``stack`` and the others go on in a smaller
+    stack, with their weights, optimizer state, batch order, dropout
+    generators and early-stopping state as they were. A particle therefore
+    trains as it would have in the full stack (up to the rounding of a
+    batched computation of another size), and the group stops paying for
+    particles that have stopped.
+
+    Returns
+    -------
+    runs : list
+        History entries ``(phase, history, net, members, valid_losses)``.
+    best_epochs : torch.Tensor of shape (P,)
+        Each particle's best pretraining epoch.
+    last_losses : torch.Tensor of shape (P,)
+        Each particle's loss on its last mini-batch.
+    """
+    n = stack.n_particles
+    device = X_t.device
+    members = torch.arange(n)
+    run_stack, state, runs = stack, None, []
+    best_epochs = torch.zeros(n, dtype=torch.int64)
+    last_losses = torch.full((n,), math.nan, dtype=torch.float64)
+    remaining = plan.pretrain_epochs
+    while True:
+        who = members.tolist()
+        run_stack.dropout_generators = [dropout_generators[i] for i in who]
+        if progress is not None:
+            progress.start_run("pretrain", remaining, monitor)
+        callbacks, history, _ = _callbacks(
+            plan,
+            run_stack,
+            len(X_t),
+            particle_ids[who],
+            remaining,
+            own_threads,
+            monitor,
+            progress,
+        )
+        net = _group_net(plan, run_stack, criterion, device, callbacks, remaining)
+        net.particle_generators_ = [generators[i] for i in who]
+        criterion.new_particles()
+        dropping = False
+        try:
+            if state is None:
+                net.fit(X_t, y_t)
+            else:  # the particles that go on, as they were
+                net.initialize()
+                net.optimizer_.load_state_dict(state)
+                net.partial_fit(X_t, y_t)
+        except _Interrupted:
+            raise KeyboardInterrupt from None
+        except (_PretrainingDone, _SomeStopped) as stop:
+            dropping = isinstance(stop, _SomeStopped)
+            net.notify("on_train_end", X=X_t, y=y_t)  # the user's callbacks
+            if progress is not None:
+                progress.on_epoch_end(net)  # the epoch the monitor ended
+        runs.append(("pretrain", history, net, members, monitor.as_array()))
+        last_losses[members] = criterion.last_losses.detach().cpu().double()
+        done = monitor.stopped.cpu() if dropping else torch.ones(len(who), dtype=bool)
+        keep = (~done).nonzero().flatten()
+        if dropping:  # taken before the stopped particles are restored
+            next_stack = run_stack.subset(keep)
+            state = _sliced_optimizer_state(net.optimizer_, keep)
+            next_monitor = monitor.continued(keep.to(device))
+        which = done.nonzero().flatten()
+        monitor.restore_best(stack, which=which, positions=members[which])
+        best_epochs[members[which]] = monitor.best_epoch_[which.to(device)].cpu()
+        if not dropping:
+            return runs, best_epochs, last_losses
+        remaining -= monitor.epochs_
+        members = members[keep]
+        run_stack, monitor = next_stack, next_monitor
+
+
+def _may_drop_stopped(plan: TrainingPlan) -> bool:
+    """Whether pretraining may go on without the particles that stopped.
+
+    Only with an optimizer whose state is per weight (so that it can be cut
+    along the particle axis) and without user callbacks, which would start
+    afresh with every run.
+    """
+    known = isinstance(plan.optimizer, type) and issubclass(
+        plan.optimizer, _ELEMENTWISE_OPTIMIZERS
+    )
+    return known and not plan.callbacks
+
+
+def _sliced_optimizer_state(optimizer: torch.optim.Optimizer, keep: torch.Tensor):
+    """The optimizer's state dict with only the particles at ``keep``.
+
+    Every state tensor shaped like its parameter is cut along the particle
+    axis; scalars (Adam's step count, shared by the particles) are kept.
+    """
+    state = optimizer.state_dict()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, entry in state["state"].items():
+        shape = params[index].shape
+        for key, value in entry.items():
+            if torch.is_tensor(value) and value.ndim and value.shape == shape:
+                entry[key] = value[keep.to(value.device)].clone()
+    return state
 
 
 def _callbacks(
@@ -809,16 +937,28 @@ def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
     )
 
 
-def _group_history(histories: list, monitor, n_particles: int) -> dict:
-    """The group's runs as per-particle arrays, epoch after epoch."""
-    losses, rates, phases, records = [], [], [], []
+def _group_history(runs: list, n_particles: int) -> dict:
+    """The group's runs as per-particle arrays, epoch after epoch.
+
+    A run that trained some of the particles (pretraining goes on without
+    those that stopped) leaves the others' losses NaN in its epochs.
+    """
+    losses, valid, rates, phases, records = [], [], [], [], []
     start_loss = np.full(n_particles, np.nan)
-    for phase, history, net in histories:
+    for phase, history, net, members, scores in runs:
         arrays = history.as_arrays()
-        if np.isnan(start_loss).all() and arrays["start_loss"] is not None:
-            start_loss = arrays["start_loss"]
         n_epochs = len(arrays["lr"])
-        losses.append(arrays["train_loss"])
+        rows = members.numpy()
+        loss = np.full((n_particles, n_epochs), np.nan)
+        if arrays["train_loss"] is not None:
+            loss[rows] = arrays["train_loss"]
+        losses.append(loss)
+        held_out = np.full((n_particles, n_epochs), np.nan)
+        if scores is not None:
+            held_out[rows, : scores.shape[1]] = scores
+        valid.append(held_out)
+        if np.isnan(start_loss).all() and arrays["start_loss"] is not None:
+            start_loss[rows] = arrays["start_loss"]
         rates.append(arrays["lr"])
         if phase == "both":
             start = history.start_epoch
@@ -828,14 +968,9 @@ def _group_history(histories: list, monitor, n_particles: int) -> dict:
         records += [
             {k: v for k, v in row.items() if k != "batches"} for row in net.history
         ]
-    n_epochs = sum(len(r) for r in rates)
-    valid = np.full((n_particles, n_epochs), np.nan)
-    if monitor is not None:
-        scores = monitor.as_array()
-        valid[:, : scores.shape[1]] = scores
     return {
         "train_loss": np.concatenate(losses, axis=1),
-        "valid_loss": valid,
+        "valid_loss": np.concatenate(valid, axis=1),
         "lr": np.concatenate(rates),
         "phase": np.concatenate(phases),
         "start_loss": start_loss,

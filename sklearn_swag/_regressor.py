@@ -138,10 +138,11 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         runs. Each particle goes back to the weights of its best epoch
         (``pretrain_epochs_``) and starts its SWAG epochs from there, with a
         fresh optimizer state; a particle's stopping depends on its own
-        losses alone. The held-out rows then also calibrate the noise, as
-        without early stopping. "auto" stops early when there are held-out
-        rows (``validation_fraction > 0``) and runs every pretraining epoch
-        otherwise.
+        losses alone, and a group trains on without the particles that have
+        stopped (see the scaling guide). The held-out rows then also
+        calibrate the noise, as without early stopping. "auto" stops early
+        when there are held-out rows (``validation_fraction > 0``) and runs
+        every pretraining epoch otherwise.
     n_iter_no_change : int, default=10
         Epochs without improvement before a particle stops pretraining.
     tol : float, default=1e-4
@@ -262,7 +263,9 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         units the networks learn: standardised targets with ``normalize_y``)
         and ``"valid_loss"`` (the held-out loss, with ``early_stopping``;
         NaN otherwise); a particle whose group stopped pretraining earlier
-        ends in NaN and "". ``"start_loss"``, shape (n_models,): each
+        ends in NaN and "", and a particle's losses are NaN in the
+        pretraining epochs its group ran after it had stopped (it was left
+        out of them). ``"start_loss"``, shape (n_models,): each
         particle's loss on its first mini-batch, before any update (the
         reference of the divergence warnings). ``"groups"``: each particle
         group's skorch history (a list of one dict per epoch, with what the

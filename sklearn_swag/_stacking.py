@@ -59,6 +59,18 @@ _REFRESH_FLOATS = 2**24
 _BN_BUFFERS = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
 
 
+#: What every stack of one network shares, whatever its particles.
+_SHARED_STRUCTURE = (
+    "_names",
+    "_shapes",
+    "_numels",
+    "_buffer_names",
+    "_refresh_values",
+    "_skeleton",
+    "_evaluator",
+)
+
+
 def _as_particle_output(out: torch.Tensor, n_rows: int) -> torch.Tensor:
     """Shape a stacked output ``(P, N)`` or ``(P, N, o)`` as ``(P, N, o)``."""
     if out.ndim == 2:
@@ -449,6 +461,41 @@ class ParticleStack(nn.Module):
                 [p.detach().cpu().numpy().copy() for p in self.weights],
                 [b.detach().cpu().numpy().copy() for b in self.stacked_buffers()],
             )
+
+    def subset(self, indices: torch.Tensor) -> ParticleStack:
+        """The particles at ``indices``, as a new stack on the same device.
+
+        Their weights and buffers are copied; the structure and the evaluator
+        are shared, so nothing is traced again (which a worker thread must
+        not do).
+
+        Parameters
+        ----------
+        indices : torch.Tensor of shape (M,)
+            Positions of the particles to keep, in order.
+
+        Returns
+        -------
+        ParticleStack
+            ``M`` particles, in this stack's training mode.
+        """
+        new = ParticleStack.__new__(ParticleStack)
+        nn.Module.__init__(new)
+        for name, value in vars(self).items():
+            if not name.startswith("_") or name in _SHARED_STRUCTURE:
+                if name not in ("training", "dropout_generators"):
+                    vars(new)[name] = value
+        new.dropout_generators = None
+        new.n_particles = len(indices)
+        with torch.no_grad():
+            index = indices.to(self.weights[0].device)
+            new.weights = nn.ParameterList(
+                nn.Parameter(w.detach()[index].clone()) for w in self.weights
+            )
+            for i, b in enumerate(self.stacked_buffers()):
+                new.register_buffer(f"_buffer{i}", b[index.to(b.device)].clone())
+        new.training = self.training
+        return new
 
     @classmethod
     def from_arrays(
@@ -925,6 +972,11 @@ class ParticleLoss(nn.Module):
     @property
     def nonfinite(self) -> torch.Tensor | None:
         return None if self._finite is None else ~self._finite
+
+    def new_particles(self) -> None:
+        """Forget the per-particle state: the next batch is of other particles."""
+        self._finite = None
+        self.last_losses = None
 
     def per_particle(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         """Loss of each particle, shape ``(P,)``."""

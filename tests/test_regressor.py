@@ -318,6 +318,7 @@ def test_user_module_class_with_routed_parameters(toy_1d):
     assert reg.predict(X).shape == (40,)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_user_module_instance_is_reinitialised_per_particle(toy_1d, fast_params):
     X, y = toy_1d
     params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}

@@ -382,15 +382,15 @@ def test_early_stopping_restores_the_best_weights(regression_data):
     restored = []
     original = PretrainingMonitor.restore_best
 
-    def spy(self, stack):
-        original(self, stack)
+    def spy(self, stack, **kwargs):
+        original(self, stack, **kwargs)
         restored.append(stack.flat_weights().clone())
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PretrainingMonitor, "restore_best", spy)
         reg = MultiSWAGRegressor(**params).fit(X, y)
     # The one SWAG epoch at a vanishing rate: its snapshot is the restored weights.
-    np.testing.assert_allclose(reg.swag_mean_, restored[0].double().numpy(), atol=1e-6)
+    np.testing.assert_allclose(reg.swag_mean_, restored[-1].double().numpy(), atol=1e-6)
 
 
 def test_early_stopping_needs_held_out_rows(regression_data, fast_params):
@@ -410,3 +410,54 @@ def test_early_stopping_auto_follows_the_held_out_rows(regression_data, fast_par
     full = MultiSWAGRegressor(**{**params, "validation_fraction": 0.0}).fit(X, y)
     np.testing.assert_array_equal(full.pretrain_epochs_, 300)
     assert np.isnan(full.history_["valid_loss"]).all()
+
+
+def _early_fit(X, y, drop_seconds, **extra):
+    from sklearn_swag._callbacks import PretrainingMonitor
+
+    params = dict(
+        n_models=4, rank=3, pretrain_epochs=300, swag_epochs=3, n_samples=2,
+        batch_size=16, lr=0.01, validation_fraction=0.25, random_state=0,
+        early_stopping=True, n_iter_no_change=4, tol=1e-3,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PretrainingMonitor, "DROP_SECONDS", drop_seconds)
+        return MultiSWAGRegressor(**{**params, **extra}).fit(X, y)
+
+
+def test_stopped_particles_are_left_out_of_the_pretraining(regression_data):
+    X, y = regression_data
+    kept = _early_fit(X, y, drop_seconds=np.inf)  # every particle to the end
+    dropped = _early_fit(X, y, drop_seconds=0.0)  # leave out whatever stopped
+    stops = dropped.pretrain_epochs_ + 4  # the epoch each particle stopped
+    assert len(set(stops)) > 1, "the particles should stop at different epochs"
+    # Each particle trained as it would have in the full stack.
+    np.testing.assert_array_equal(dropped.pretrain_epochs_, kept.pretrain_epochs_)
+    np.testing.assert_allclose(dropped.swag_mean_, kept.swag_mean_, atol=1e-4)
+    np.testing.assert_allclose(dropped.predict(X), kept.predict(X), atol=1e-4)
+    # ... and was not computed after it stopped: NaN losses until the SWAG epochs.
+    pretraining = dropped.history_["phase"] == "pretrain"
+    computed = ~np.isnan(dropped.history_["train_loss"]) & pretraining
+    np.testing.assert_array_equal(computed.sum(axis=1), stops)
+    assert (~np.isnan(kept.history_["train_loss"]) & pretraining).sum() > (
+        computed.sum()
+    )
+    held_out = ~np.isnan(dropped.history_["valid_loss"])
+    np.testing.assert_array_equal(held_out.sum(axis=1), stops)
+
+
+def test_user_callbacks_keep_the_whole_group_training(regression_data):
+    from skorch.callbacks import Callback
+
+    class Epochs(Callback):
+        def initialize(self):
+            self.seen = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.seen += 1
+
+    X, y = regression_data
+    reg = _early_fit(X, y, drop_seconds=0.0, callbacks=[Epochs()])
+    pretraining = reg.history_["phase"] == "pretrain"
+    assert not np.isnan(reg.history_["train_loss"][pretraining]).any()
