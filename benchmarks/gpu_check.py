@@ -123,6 +123,17 @@ class Run:
         self.skipped += 1
         return f"skipped: {elapsed:.0f} s spent already (--budget-s)"
 
+    def table(self, title, header):
+        """A section's first lines (title, header, rule) and whether it may run.
+
+        Where the time budget is spent, the lines end with the reason.
+        """
+        lines = [title, header, "-" * len(header)]
+        skip = self.over_budget()
+        if skip:
+            lines.append(skip)
+        return lines, skip is None
+
 
 def timed(fn, device):
     """``(seconds, fn())``, the device synchronised before the clock stops."""
@@ -387,15 +398,12 @@ def throughput_section(run, args):
         f"{'where':>6} {'rows':>9} {'predict s':>9} {'rows/s':>11} "
         f"{'peak GPU MB':>11} {'agree 1e-4':>10}"
     )
-    lines = [
+    lines, may_run = run.table(
         "default MultiSWAGRegressor (5 particles x 20 draws), 20 features, "
         "predict(X, return_std=True)",
         header,
-        "-" * len(header),
-    ]
-    skip = run.over_budget()
-    if skip:
-        lines.append(skip)
+    )
+    if not may_run:
         return lines
     rng = np.random.default_rng(0)
     X_train = rng.standard_normal((THROUGHPUT_TRAIN_ROWS, N_FEATURES), np.float32)
@@ -464,15 +472,12 @@ def classifier_section(run, args):
         f"{'train rows':>10} {'fit s':>7} {'accuracy':>8} {'proba s':>7} "
         f"{'on CPU':>6} {'pickle-load OK':>14}"
     )
-    lines = [
+    lines, may_run = run.table(
         f"MultiSWAGClassifier(pretrain_epochs={CLASSIFIER_PRETRAIN}, "
         f"swag_epochs={CLASSIFIER_SWAG}) on the digits",
         header,
-        "-" * len(header),
-    ]
-    skip = run.over_budget()
-    if skip:
-        lines.append(skip)
+    )
+    if not may_run:
         return lines
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(

@@ -405,60 +405,36 @@ class DivergenceCheck(Callback):
 class ThreadTuner(Callback):
     """Choose a group's torch threads by timing its training steps.
 
-    A skorch callback around :class:`~sklearn_swag._threads.ThreadChooser`:
-    one thread to start with, ``threads`` where a timed trial shows they pay,
-    and back to one as soon as steps collapse (another process holding a
-    core). Parameters as :class:`~sklearn_swag._threads.ThreadChooser`'s.
+    A skorch callback that drives a
+    :class:`~sklearn_swag._threads.ThreadChooser` with the training steps:
+    one thread to start with, more where a timed trial shows they pay, and
+    back to one as soon as steps collapse (another process holding a core).
 
-    Attributes
+    Parameters
     ----------
-    threads_ : int
-        The number of threads in use.
-    trials_ : list of tuple
-        ``(step, seconds per step on one thread, on threads or None)`` of
-        every trial, for inspection.
+    chooser : ThreadChooser
+        What decides; its ``threads_`` and ``trials_`` tell what it did.
     """
 
-    def __init__(
-        self,
-        threads: int,
-        trial_steps: int = 5,
-        warmup_steps: int = 3,
-        retry_after: int = 500,
-        collapse: float = 5.0,
-    ) -> None:
-        self.threads = threads
-        self.trial_steps = trial_steps
-        self.warmup_steps = warmup_steps
-        self.retry_after = retry_after
-        self.collapse = collapse
-
-    def initialize(self):
-        self.chooser_ = ThreadChooser(
-            self.threads,
-            trial_steps=self.trial_steps,
-            warmup_steps=self.warmup_steps,
-            retry_after=self.retry_after,
-            collapse=self.collapse,
-        )
-        return self
+    def __init__(self, chooser: ThreadChooser) -> None:
+        self.chooser = chooser
 
     @property
     def threads_(self) -> int:
-        return self.chooser_.threads_
+        return self.chooser.threads_
 
     @property
     def trials_(self) -> list:
-        return self.chooser_.trials_
+        return self.chooser.trials_
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self.chooser_.start()
+        self.chooser.start()
 
     def on_batch_begin(self, net, batch=None, training=None, **kwargs):
-        self.chooser_.begin_step()
+        self.chooser.begin_step()
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        self.chooser_.end_step()
+        self.chooser.end_step()
 
 
 #: Seconds between two redraws of a progress bar.

@@ -43,7 +43,7 @@ from ._stacking import (
     build_stack,
     training_batches,
 )
-from ._threads import in_main_thread, threads_restored
+from ._threads import ThreadChooser, in_main_thread, threads_restored
 
 #: Serialises the moments in which a worker thread borrows the global torch
 #: random state to initialise a module, so threads never see each other's seed.
@@ -911,7 +911,7 @@ def _callbacks(
     threads = min(plan.threads_for(len(particle_ids), n_rows), torch.get_num_threads())
     on_cpu = next(stack.parameters()).device.type == "cpu"
     if on_cpu and own_threads and threads > 1:
-        callbacks.append(("threads", ThreadTuner(threads)))
+        callbacks.append(("threads", ThreadTuner(ThreadChooser(threads))))
     return callbacks, history, collector
 
 

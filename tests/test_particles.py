@@ -102,11 +102,12 @@ def _run_steps(tuner, clock, seconds_for):
 @pytest.fixture
 def tuner_clock(monkeypatch):
     from sklearn_swag._callbacks import ThreadTuner
+    from sklearn_swag._threads import ThreadChooser
 
     clock = _Clock()
     monkeypatch.setattr("sklearn_swag._threads.time.perf_counter", clock)
     before = torch.get_num_threads()
-    tuner = ThreadTuner(2, trial_steps=3, warmup_steps=2, retry_after=10)
+    tuner = ThreadTuner(ThreadChooser(2, trial_steps=3, warmup_steps=2, retry_after=10))
     tuner.initialize()
     tuner.on_train_begin(None)
     yield tuner, clock
