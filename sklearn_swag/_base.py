@@ -24,12 +24,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._diagnostics import (
-    EXPLODED,
-    _last_finite,
-    exploded_particles,
-    warn_diverged,
-)
+from ._diagnostics import warn_exploded
 from ._particles import (
     BN_ROWS_STREAM,
     INIT_SEED,
@@ -466,7 +461,7 @@ class MultiSWAGBase(BaseEstimator):
         self.n_snapshots_ = merged["n_snapshots"]
         self.train_loss_ = merged["train_loss"]
         self.history_ = _history(merged["history"])
-        self._diverged = _warn_exploded(self.history_, first=kept)
+        self._diverged = warn_exploded(self.history_, first=kept)
         self.pretrain_epochs_ = merged["pretrain_epochs"]
         self.particle_seeds_ = seeds
         self._root_seed = root
@@ -811,22 +806,6 @@ def _with_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _history(history: dict) -> dict:
     """The fitted ``history_``: per-particle, per-epoch arrays."""
     return {"epoch": np.arange(1, history["train_loss"].shape[1] + 1), **history}
-
-
-def _warn_exploded(history: dict, first: int = 0) -> list[int]:
-    """Warn about particles (from ``first`` on) whose loss exploded; name them."""
-    start, loss = history["start_loss"][first:], history["train_loss"][first:]
-    ids = [first + i for i in exploded_particles(start, loss)]
-    if ids:
-        final = [f"{x:.3g}" for x in _last_finite(loss)[np.array(ids) - first]]
-        begun = [f"{x:.3g}" for x in start[np.array(ids) - first]]
-        warn_diverged(
-            ids,
-            f"their training loss ended at {', '.join(final)}, over "
-            f"{EXPLODED:g} times their loss on their first mini-batch "
-            f"({', '.join(begun)}).",
-        )
-    return ids
 
 
 def _bn_update_rows(

@@ -14,12 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import MultiSWAGBase
 from ._categorical import CategoricalMixture
-from ._diagnostics import (
-    EXPLODED,
-    spiked_particles,
-    uninformed_particles,
-    warn_diverged,
-)
+from ._diagnostics import warn_uninformed
 from ._predictive import class_probabilities
 from ._sklearn_compat import (
     StrOptions,
@@ -457,37 +452,19 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         train, held_out = rows
         self.classes_ = classes
         self.temperature_ = 1.0
-        self._warn_uninformed(
-            X, index[:, 0], weights, held_out if len(held_out) else train
+        checked = held_out if len(held_out) else train
+        warn_uninformed(
+            self.history_,
+            lambda particles: self._dist(X[checked]).particle_proba[particles],
+            index[checked, 0].astype(int),
+            weights[checked],
+            "held-out" if len(held_out) else "training",
+            known=self._diverged,
         )
         if self.temperature_scaling and len(held_out):
             dist = self._dist(X[held_out])
             self.temperature_ = _fit_temperature(
                 dist.log_proba(), index[held_out, 0].astype(int), weights[held_out]
-            )
-
-    def _warn_uninformed(self, X, y_index, weights, rows):
-        """Warn about particles whose loss spiked and that now learned nothing."""
-        known = set(self._diverged)  # warned about already
-        history = self.history_
-        spiked = spiked_particles(history["start_loss"], history["train_loss"])
-        spiked = [i for i in spiked if i not in known]
-        if not spiked:
-            return
-        proba = self._dist(X[rows]).particle_proba[spiked]
-        bad, log_loss, baseline = uninformed_particles(
-            proba, y_index[rows].astype(int), weights[rows]
-        )
-        if bad:
-            peaks = np.nanmax(history["train_loss"][[spiked[i] for i in bad]], axis=1)
-            rows_are = "held-out" if self.validation_fraction > 0 else "training"
-            warn_diverged(
-                [spiked[i] for i in bad],
-                f"their training loss rose to {', '.join(f'{p:.3g}' for p in peaks)}, "
-                f"over {EXPLODED:g} times their loss on their first mini-batch, and "
-                f"on the {rows_are} rows their log loss "
-                f"({', '.join(f'{log_loss[i]:.3g}' for i in bad)}) is no better "
-                f"than predicting the class frequencies ({baseline:.3g}).",
             )
 
     def __sklearn_tags__(self):

@@ -62,7 +62,7 @@ def exploded_particles(start_loss: np.ndarray, train_loss: np.ndarray) -> list[i
     -------
     list of int
     """
-    final = _last_finite(train_loss)
+    final = last_finite(train_loss)
     start = np.asarray(start_loss, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         bad = (final > EXPLODED * np.abs(start)) & (final > 0) & np.isfinite(start)
@@ -200,17 +200,145 @@ def collapsed_noise(
     return collapsed, outlying, spread
 
 
+def warn_exploded(history: dict, first: int = 0) -> list[int]:
+    """Warn about particles (from ``first`` on) whose loss exploded.
+
+    Parameters
+    ----------
+    history : dict
+        A fitted ``history_`` (``start_loss`` and ``train_loss``).
+    first : int, default=0
+        The first particle to check (a warm start checks the new ones).
+
+    Returns
+    -------
+    list of int
+        The particles named.
+    """
+    start, loss = history["start_loss"][first:], history["train_loss"][first:]
+    found = exploded_particles(start, loss)
+    if found:
+        final = ", ".join(f"{x:.3g}" for x in last_finite(loss)[found])
+        begun = ", ".join(f"{x:.3g}" for x in start[found])
+        warn_diverged(
+            [first + i for i in found],
+            f"their training loss ended at {final}, over {EXPLODED:g} times "
+            f"their loss on their first mini-batch ({begun}).",
+        )
+    return [first + i for i in found]
+
+
+def warn_misfits(
+    means: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    noise: np.ndarray,
+    variance: np.ndarray,
+    rows_are: str,
+    known: list[int] = (),
+) -> None:
+    """Warn about regression particles far worse than the targets' mean.
+
+    Also where the fitted noise collapsed while the particles disagree more
+    than the targets vary. All in the units the networks learned.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_models, n_rows, n_outputs)
+    y : ndarray of shape (n_rows, n_outputs)
+    weights : ndarray of shape (n_rows,)
+    noise : ndarray of shape (n_outputs,)
+        The fitted noise variance.
+    variance : ndarray of shape (n_outputs,)
+        The training targets' variance.
+    rows_are : str
+        Which rows these are ("held-out" or "training"), for the message.
+    known : sequence of int, default=()
+        Particles warned about already, not named again.
+    """
+    known = set(known)
+    misfits, ratio = misfit_particles(means, y, variance, weights)
+    misfits = [i for i in misfits if i not in known]
+    collapsed, outlying, spread = collapsed_noise(noise, means, variance, weights)
+    findings = []
+    if misfits:
+        errors = ", ".join(f"{ratio[i]:.3g}" for i in misfits)
+        findings.append(
+            f"on the {rows_are} rows the mean squared error of their "
+            f"predictions is {errors} times the training targets' variance "
+            "(predicting their mean scores about 1)."
+        )
+    if collapsed:
+        far = set(np.flatnonzero(outlying > 1.0).tolist()) - known
+        misfits = sorted(set(misfits) | far)
+        findings.append(
+            f"the noise variance fitted on the {rows_are} rows collapsed to "
+            f"{', '.join(f'{v:.3g}' for v in np.atleast_1d(noise))} while the "
+            f"particles' predictions vary across particles {spread:.3g} times "
+            "as much as the targets do."
+        )
+    if misfits:
+        warn_diverged(misfits, " Also, ".join(findings))
+
+
+def warn_uninformed(
+    history: dict,
+    particle_proba,
+    y_index: np.ndarray,
+    weights: np.ndarray,
+    rows_are: str,
+    known: list[int] = (),
+) -> None:
+    """Warn about classification particles that blew up and learned nothing.
+
+    Parameters
+    ----------
+    history : dict
+        A fitted ``history_``.
+    particle_proba : callable
+        ``particle_proba(particles)``: their probabilities on the rows
+        checked, shape (len(particles), n_rows, n_classes); called only for
+        particles whose loss spiked.
+    y_index : ndarray of shape (n_rows,)
+    weights : ndarray of shape (n_rows,)
+    rows_are : str
+        Which rows these are, for the message.
+    known : sequence of int, default=()
+        Particles warned about already, not named again.
+    """
+    spiked = spiked_particles(history["start_loss"], history["train_loss"])
+    spiked = [i for i in spiked if i not in set(known)]
+    if not spiked:
+        return
+    bad, log_loss, baseline = uninformed_particles(
+        particle_proba(spiked), y_index, weights
+    )
+    if bad:
+        named = [spiked[i] for i in bad]
+        peaks = ", ".join(
+            f"{p:.3g}" for p in np.nanmax(history["train_loss"][named], axis=1)
+        )
+        losses = ", ".join(f"{log_loss[i]:.3g}" for i in bad)
+        warn_diverged(
+            named,
+            f"their training loss rose to {peaks}, over {EXPLODED:g} times their "
+            f"loss on their first mini-batch, and on the {rows_are} rows their "
+            f"log loss ({losses}) is no better than predicting the class "
+            f"frequencies ({baseline:.3g}).",
+        )
+
+
 def warn_diverged(particles: list[int], finding: str) -> None:
     """One warning naming ``particles`` and what was found, with the remedy."""
     warnings.warn(
         f"Particle(s) {particles} look diverged, though their loss never "
         f"became NaN: {finding} {_REMEDY}",
         ConvergenceWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
 
 
-def _last_finite(values: np.ndarray) -> np.ndarray:
+def last_finite(values: np.ndarray) -> np.ndarray:
     """Each row's last non-NaN value (NaN for a row without one)."""
     values = np.asarray(values, dtype=np.float64)
     last = np.full(len(values), np.nan)

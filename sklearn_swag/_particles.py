@@ -1025,6 +1025,11 @@ def join_histories(histories: list[dict], sizes: list[int]) -> dict:
         joined[key] = np.concatenate(
             [pad(h[key], n, fill) for h, n in zip(histories, sizes, strict=True)]
         )
-    joined["start_loss"] = np.concatenate([h["start_loss"] for h in histories])
+    joined["start_loss"] = np.concatenate(  # absent from models saved before it
+        [
+            h.get("start_loss", np.full(n, np.nan))
+            for h, n in zip(histories, sizes, strict=True)
+        ]
+    )
     joined["groups"] = [group for h in histories for group in h["groups"]]
     return joined

@@ -7,12 +7,7 @@ import torch
 from sklearn.base import RegressorMixin
 
 from ._base import MultiSWAGBase, as_float32
-from ._diagnostics import (
-    collapsed_noise,
-    misfit_particles,
-    target_variance,
-    warn_diverged,
-)
+from ._diagnostics import target_variance, warn_misfits
 from ._mixture import NormalMixture
 from ._noise import GaussianNLL, held_out_noise_factor
 from ._predictive import output_moments
@@ -547,44 +542,15 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             factor = np.maximum(factor, 1e-6)
             self.noise_calibration_ = factor
         self.noise_variance_ = (factor * base).mean(axis=0) * self.y_scale_**2
-        self._warn_misfits(
+        warn_misfits(
             means,
             y_scaled[rows],
             weights,
             (factor * base).mean(axis=0),
             variance,
             rows_are,
+            known=self._diverged,
         )
-
-    def _warn_misfits(self, means, y, weights, noise, variance, rows_are):
-        """Warn about particles that predict far worse than the targets' mean.
-
-        Also where the fitted noise collapsed while the particles disagree
-        more than the targets vary. All in the units the networks learned.
-        """
-        known = set(vars(self).get("_diverged", []))  # warned about already
-        misfits, ratio = misfit_particles(means, y, variance, weights)
-        misfits = [i for i in misfits if i not in known]
-        collapsed, outlying, spread = collapsed_noise(noise, means, variance, weights)
-        findings = []
-        if misfits:
-            errors = ", ".join(f"{ratio[i]:.3g}" for i in misfits)
-            findings.append(
-                f"on the {rows_are} rows the mean squared error of their "
-                f"predictions is {errors} times the training targets' variance "
-                "(predicting their mean scores about 1)."
-            )
-        if collapsed:
-            far = set(np.flatnonzero(outlying > 1.0).tolist()) - known
-            misfits = sorted(set(misfits) | far)
-            findings.append(
-                f"the noise variance fitted on the {rows_are} rows collapsed to "
-                f"{', '.join(f'{v:.3g}' for v in np.atleast_1d(noise))} while the "
-                f"particles' predictions vary across particles {spread:.3g} times "
-                "as much as the targets do."
-            )
-        if misfits:
-            warn_diverged(misfits, " Also, ".join(findings))
 
     def _normalizes_y(self) -> bool:
         if self.normalize_y == "auto":

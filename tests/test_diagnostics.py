@@ -15,6 +15,7 @@ from sklearn_swag._diagnostics import (
     spiked_particles,
     target_variance,
     uninformed_particles,
+    warn_misfits,
 )
 
 
@@ -113,24 +114,21 @@ def test_well_behaved_fits_do_not_warn(regression_data, fast_params):
         )
 
 
-def test_regressor_names_misfit_particles_and_collapsed_noise(regression_data):
-    X, y = regression_data
-    reg = MultiSWAGRegressor(n_models=3, pretrain_epochs=5, swag_epochs=2)
-    reg.fit(X, y)
+def test_misfit_particles_and_collapsed_noise_are_named():
     y_held = np.linspace(-1, 1, 20)[:, None]
     means = np.stack([y_held, y_held + 0.1, y_held + 30.0])
     tiny, variance = np.array([1e-12]), y_held.var(axis=0)
+    args = (means, y_held, np.ones(20), tiny, variance, "held-out")
     with pytest.warns(ConvergenceWarning) as record:
-        reg._warn_misfits(means, y_held, np.ones(20), tiny, variance, "held-out")
+        warn_misfits(*args)
     (message,) = [str(w.message) for w in record]
     assert message.startswith("Particle(s) [2] look diverged")
     assert "mean squared error of their predictions is" in message
     assert "noise variance fitted on the held-out rows collapsed to 1e-12" in message
     # Particles already named for an exploded loss are not named twice.
-    reg._diverged = [2]
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        reg._warn_misfits(means, y_held, np.ones(20), tiny, variance, "held-out")
+        warn_misfits(*args, known=[2])
 
 
 def test_classifier_names_particles_that_blew_up_and_learned_nothing():
