@@ -114,9 +114,18 @@ class StackState:
         """The stack again, its structure built from ``network`` (a spec)."""
         with torch.random.fork_rng(devices=[]):  # the caller's random state
             template = build_network(network)
-        stack = ParticleStack.from_arrays(
-            template, self.weights, self.buffers, mode=self.mode
-        )
+        try:
+            stack = ParticleStack.from_arrays(
+                template, self.weights, self.buffers, mode=self.mode
+            )
+        except ValueError as exc:
+            module = network["module"]
+            name = "MLP" if module is None else getattr(module, "__name__", module)
+            raise ValueError(
+                f"The saved particles do not fit the network that {name} builds "
+                "now (was its code changed since the model was saved?): "
+                f"{exc}"
+            ) from exc
         return stack.train(self.training)
 
 

@@ -313,3 +313,14 @@ def test_pickle_holding_torch_objects_still_loads(regression_data, fast_params):
         blob = pickle.dumps(reg)
     assert b"ParticleStack" in blob
     np.testing.assert_array_equal(pickle.loads(blob).predict(X), reg.predict(X))
+
+
+def test_a_network_changed_since_saving_is_a_clear_error(regression_data, fast_params):
+    X, y = regression_data
+    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    reg = MultiSWAGRegressor(module=SmallNet, module__hidden=6, **params).fit(X, y)
+    state = reg.__getstate__()
+    state["_network"]["module_kwargs"]["hidden"] = 7  # as if SmallNet had changed
+    loaded = MultiSWAGRegressor.__new__(MultiSWAGRegressor)
+    with pytest.raises(ValueError, match="do not fit the network that SmallNet"):
+        loaded.__setstate__(state)
