@@ -257,7 +257,7 @@ class PretrainingMonitor(Callback):
         self.tol = tol
         self.may_drop = may_drop
         self.epoch_offset = 0
-        self._carried: tuple | None = None
+        self._continues = False  # set by continued(): the state is carried over
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         stack = net.module_
@@ -267,11 +267,7 @@ class PretrainingMonitor(Callback):
         self.losses_: list[torch.Tensor] = []
         self.epochs_ = 0
         self._epoch_start = time.perf_counter()
-        if self._carried is not None:
-            self._best, self._waiting, self.best_epoch_, weights, buffers = (
-                self._carried
-            )
-            self._weights, self._buffers = list(weights), list(buffers)
+        if self._continues:
             return
         self._best = torch.full((n,), math.inf, dtype=torch.float64, device=device)
         self._waiting = torch.zeros(n, dtype=torch.int64, device=device)
@@ -289,13 +285,12 @@ class PretrainingMonitor(Callback):
             self.X_val, self.y_val, self.n_iter_no_change, self.tol, self.may_drop
         )
         new.epoch_offset = self.epoch_offset + self.epochs_
-        new._carried = (
-            self._best[keep].clone(),
-            self._waiting[keep].clone(),
-            self.best_epoch_[keep].clone(),
-            [w[keep].clone() for w in self._weights],
-            [b[keep].clone() for b in self._buffers],
-        )
+        new._continues = True
+        new._best = self._best[keep]
+        new._waiting = self._waiting[keep]
+        new.best_epoch_ = self.best_epoch_[keep]
+        new._weights = [w[keep] for w in self._weights]
+        new._buffers = [b[keep] for b in self._buffers]
         return new
 
     @property
@@ -342,27 +337,18 @@ class PretrainingMonitor(Callback):
         saved = share * epoch_seconds * self.n_iter_no_change
         return share >= 0.25 and saved > self.DROP_SECONDS
 
-    @property
-    def n_stopped(self) -> int:
-        """How many particles have stopped."""
-        return int(self._stopped.sum())
-
-    def restore_best(self, stack, which=None, positions=None) -> None:
+    def restore_best(self, stack, which: torch.Tensor, positions: torch.Tensor) -> None:
         """Put particles back at the weights and buffers of their best epoch.
 
         Parameters
         ----------
         stack : ParticleStack
             Where to write them: this run's stack, or a larger one.
-        which : torch.Tensor or None, default=None
-            This run's particles to restore (a mask or indices); all by default.
-        positions : torch.Tensor or None, default=None
-            Their positions in ``stack``; ``which`` by default.
+        which : torch.Tensor
+            Indices of this run's particles to restore.
+        positions : torch.Tensor
+            Their positions in ``stack``.
         """
-        if which is None:
-            which = torch.arange(len(self._best), device=self._best.device)
-        if positions is None:
-            positions = which
         with torch.no_grad():
             pairs = [
                 *zip(self._weights, stack.weights, strict=True),
@@ -499,7 +485,7 @@ class EpochProgress(Callback):
         if losses is not None:
             postfix["loss"] = f"{float(losses.mean()):.4g}"
         if self.monitor is not None:
-            stopped = int(self.monitor.n_stopped)
+            stopped = int(self.monitor.stopped.sum())
             postfix["stopped"] = f"{stopped}/{len(losses) if losses is not None else 0}"
         self.bar_.set_postfix(postfix, refresh=False)
         self.bar_.update(1)

@@ -844,11 +844,17 @@ def _sliced_optimizer_state(optimizer: torch.optim.Optimizer, keep: torch.Tensor
     """
     state = optimizer.state_dict()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, entry in state["state"].items():
-        shape = params[index].shape
-        for key, value in entry.items():
-            if torch.is_tensor(value) and value.ndim and value.shape == shape:
-                entry[key] = value[keep.to(value.device)].clone()
+
+    def cut(value, shape):
+        if torch.is_tensor(value) and value.ndim and value.shape == shape:
+            return value[keep.to(value.device)]
+        return value
+
+    # New dicts: the state dict shares its entries with the optimizer's state.
+    state["state"] = {
+        index: {key: cut(value, params[index].shape) for key, value in entry.items()}
+        for index, entry in state["state"].items()
+    }
     return state
 
 

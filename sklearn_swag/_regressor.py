@@ -541,12 +541,13 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         else:
             factor = np.maximum(factor, 1e-6)
             self.noise_calibration_ = factor
-        self.noise_variance_ = (factor * base).mean(axis=0) * self.y_scale_**2
+        fitted = (factor * base).mean(axis=0)  # in the units the networks learn
+        self.noise_variance_ = fitted * self.y_scale_**2
         warn_misfits(
             means,
             y_scaled[rows],
             weights,
-            (factor * base).mean(axis=0),
+            fitted,
             variance,
             rows_are,
             known=self._diverged,

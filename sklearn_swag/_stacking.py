@@ -64,8 +64,11 @@ _SHARED_STRUCTURE = (
     "_names",
     "_shapes",
     "_numels",
+    "n_params",
     "_buffer_names",
     "_refresh_values",
+    "has_batch_norm",
+    "normalises_batches",
     "_skeleton",
     "_evaluator",
 )
@@ -286,7 +289,6 @@ class ParticleStack(nn.Module):
         if not modules:
             raise ValueError("A particle stack needs at least one module.")
         template = modules[0]
-        self.n_particles = len(modules)
         self.dropout_generators: list[torch.Generator] | None = None
         self._names = [name for name, _ in template.named_parameters()]
         self._shapes = [tuple(p.shape) for p in template.parameters()]
@@ -297,16 +299,25 @@ class ParticleStack(nn.Module):
         self.has_batch_norm = bool(self._refresh_values)
         self.normalises_batches = uses_batch_norm(template)
         params, buffers = stack_module_state(modules)
-        self.weights = nn.ParameterList(
-            nn.Parameter(params[name].detach().clone()) for name in self._names
+        self._hold(
+            [params[name] for name in self._names],
+            [buffers[name] for name in self._buffer_names],
         )
-        for i, name in enumerate(self._buffer_names):
-            self.register_buffer(f"_buffer{i}", buffers[name].detach().clone())
         # The structure, kept out of the module tree. A real (CPU) copy rather
         # than a storage-less "meta" one: dask serialises modules tensor by
         # tensor and cannot send meta ones.
         self._skeleton = [copy.deepcopy(template)]
         self._evaluator = _make_evaluator(mode, self._skeleton[0])
+
+    def _hold(self, weights: Sequence, buffers: Sequence) -> None:
+        """Make copies of the stacked ``weights`` and ``buffers`` the stack's own."""
+        with torch.no_grad():
+            self.weights = nn.ParameterList(
+                nn.Parameter(torch.as_tensor(w).detach().clone()) for w in weights
+            )
+            for i, b in enumerate(buffers):
+                self.register_buffer(f"_buffer{i}", torch.as_tensor(b).detach().clone())
+        self.n_particles = len(weights[0]) if weights else len(buffers[0])
 
     @property
     def mode(self) -> str:
@@ -481,19 +492,13 @@ class ParticleStack(nn.Module):
         """
         new = ParticleStack.__new__(ParticleStack)
         nn.Module.__init__(new)
-        for name, value in vars(self).items():
-            if not name.startswith("_") or name in _SHARED_STRUCTURE:
-                if name not in ("training", "dropout_generators"):
-                    vars(new)[name] = value
+        for name in _SHARED_STRUCTURE:
+            vars(new)[name] = vars(self)[name]
         new.dropout_generators = None
-        new.n_particles = len(indices)
-        with torch.no_grad():
-            index = indices.to(self.weights[0].device)
-            new.weights = nn.ParameterList(
-                nn.Parameter(w.detach()[index].clone()) for w in self.weights
-            )
-            for i, b in enumerate(self.stacked_buffers()):
-                new.register_buffer(f"_buffer{i}", b[index.to(b.device)].clone())
+        new._hold(
+            [w.detach()[indices.to(w.device)] for w in self.weights],
+            [b[indices.to(b.device)] for b in self.stacked_buffers()],
+        )
         new.training = self.training
         return new
 
@@ -545,13 +550,7 @@ class ParticleStack(nn.Module):
                     f"The values of {what!r} have shape {tuple(value.shape)}, "
                     f"but the network needs (n_particles, *{shape})."
                 )
-        with torch.no_grad():
-            stack.weights = nn.ParameterList(
-                nn.Parameter(w.detach().clone()) for w in weights
-            )
-            for i, b in enumerate(buffers):
-                stack.register_buffer(f"_buffer{i}", b.detach().clone())
-        stack.n_particles = len(weights[0]) if weights else len(buffers[0])
+        stack._hold(weights, buffers)
         return stack
 
     @classmethod
