@@ -162,7 +162,9 @@ def predict_part(args):
     results = {
         "package": pairs(predict, args.repeats),
     }
-    off = mock.patch("sklearn_swag._predictive._prediction_threads", return_value=None)
+    off = mock.patch(
+        "sklearn_swag._posterior.draws._prediction_threads", return_value=None
+    )
     with off:
         results["default"] = pairs(predict, args.repeats)
         try:

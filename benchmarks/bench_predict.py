@@ -5,7 +5,7 @@ toy data with few epochs (200 + 50; the fit is not timed). Then, for 1,000 query
 points and ``n_samples=20``, the table compares
 
 - the baseline: a Python loop over the same 64 x 20 = 1,280 posterior draws (the
-  very same draws, from ``sklearn_swag._predictive.draw_particle_weights`` with
+  very same draws, from ``sklearn_swag._posterior.draws.draw_particle_weights`` with
   each particle's sampling seed), loading each flat weight vector into ONE plain
   ``nn.Sequential`` with ``torch.nn.utils.vector_to_parameters``, running it on
   the 1,000 points, undoing the target scaling, then per-particle mean and
@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils import vector_to_parameters
 
 from sklearn_swag import MultiSWAGRegressor, make_toy_regression
-from sklearn_swag._predictive import draw_particle_weights
+from sklearn_swag._posterior.draws import draw_particle_weights
 
 N_MODELS, N_SAMPLES, N_QUERY, REPEATS = 64, 20, 1000, 3
 SAMPLE_SEED = 2  # column of ``particle_seeds_`` that seeds the posterior draws

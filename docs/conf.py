@@ -141,7 +141,7 @@ def _comment_where_assigned(app, what, name, obj, options, lines):
     """Document re-exported data with the ``#:`` comment where it is assigned.
 
     ``sklearn_swag.neg_nll_scorer`` is assigned, with its ``#:`` comment, in
-    ``sklearn_swag._scoring`` and imported into ``sklearn_swag``; autodoc looks
+    ``sklearn_swag.metrics._scoring`` and imported into ``sklearn_swag``; autodoc looks
     for the comment in ``sklearn_swag`` only and would show the docstring of
     the object's (private) class instead.
     """

@@ -1,12 +1,14 @@
 """MultiSWAG for scikit-learn: calibrated neural-network uncertainty on skorch."""
 
-from ._categorical import CategoricalMixture
 from ._classifier import MultiSWAGClassifier
 from ._datasets import make_toy_regression
-from ._mixture import NormalMixture
-from ._mlp import MLP
+from ._moved import register_moved_modules
+from ._network.mlp import MLP
+from ._network.stack import ParticleStack
+from ._posterior.categorical_mixture import CategoricalMixture
+from ._posterior.normal_mixture import NormalMixture
 from ._regressor import MultiSWAGRegressor
-from ._scoring import (
+from .metrics._scoring import (
     classification_scorers,
     dist_scorers,
     expected_calibration_error,
@@ -24,7 +26,8 @@ from ._scoring import (
     neg_ece_scorer,
     neg_nll_scorer,
 )
-from ._stacking import ParticleStack
+
+register_moved_modules()
 
 __version__ = "0.1.0.dev0"
 

@@ -24,8 +24,19 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._diagnostics import warn_exploded
-from ._particles import (
+from ._network.stack import ParticleStack, elementwise_loss, uses_batch_norm
+from ._persistence import loaded_state, saved_state
+from ._posterior.diagnostics import warn_exploded
+from ._posterior.draws import function_draws, particle_outputs
+from ._sklearn_compat import (
+    HasMethods,
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    _check_sample_weight,
+    validate_data,
+)
+from ._training.particles import (
     BN_ROWS_STREAM,
     INIT_SEED,
     SAMPLE_SEED,
@@ -41,18 +52,7 @@ from ._particles import (
     resolve_devices,
     root_seed,
 )
-from ._persistence import loaded_state, saved_state
-from ._predictive import function_draws, particle_outputs
-from ._sklearn_compat import (
-    HasMethods,
-    Interval,
-    InvalidParameterError,
-    StrOptions,
-    _check_sample_weight,
-    validate_data,
-)
-from ._stacking import ParticleStack, elementwise_loss, uses_batch_norm
-from ._threads import threads_restored
+from ._training.threads import threads_restored
 
 #: Floats per array of per-particle predictions in one block of rows (see
 #: ``MultiSWAGBase._by_row_blocks``): 8 MB of float64.

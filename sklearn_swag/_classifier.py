@@ -13,9 +13,9 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import MultiSWAGBase
-from ._categorical import CategoricalMixture
-from ._diagnostics import warn_uninformed
-from ._predictive import class_probabilities
+from ._posterior.categorical_mixture import CategoricalMixture
+from ._posterior.diagnostics import warn_uninformed
+from ._posterior.draws import class_probabilities
 from ._sklearn_compat import (
     StrOptions,
     _check_sample_weight,

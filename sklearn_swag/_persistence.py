@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._particles import build_network
-from ._stacking import ParticleStack
+from ._network.stack import ParticleStack
+from ._training.particles import build_network
 
 
 class TensorState:

@@ -7,10 +7,10 @@ import torch
 from sklearn.base import RegressorMixin
 
 from ._base import MultiSWAGBase, as_float32
-from ._diagnostics import target_variance, warn_misfits
-from ._mixture import NormalMixture
-from ._noise import GaussianNLL, held_out_noise_factor
-from ._predictive import output_moments
+from ._posterior.diagnostics import target_variance, warn_misfits
+from ._posterior.draws import output_moments
+from ._posterior.noise import GaussianNLL, held_out_noise_factor
+from ._posterior.normal_mixture import NormalMixture
 from ._sklearn_compat import StrOptions, _fit_context, validate_data
 
 
@@ -293,7 +293,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
     -----
     A draw of particle :math:`m` is
     :math:`\\theta = \\bar\\theta_m + \\sqrt{s}(\\sigma_m \\odot z_1/\\sqrt2 +
-    D_m^\\top z_2/\\sqrt{2(K-1)})` (see ``sklearn_swag._swag``). Particle
+    D_m^\\top z_2/\\sqrt{2(K-1)})` (see ``sklearn_swag._posterior.swag``). Particle
     :math:`m`'s predictive component at :math:`x` is a normal with the mean
     :math:`\\mu_m(x)` and variance :math:`v_m(x)` of its ``n_samples``
     network outputs plus the noise variance; the prediction is the equal-

@@ -22,7 +22,7 @@ from sklearn_swag import (
     classification_scorers,
 )
 from sklearn_swag._classifier import _fit_temperature
-from sklearn_swag._predictive import class_probabilities
+from sklearn_swag._posterior.draws import class_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +345,7 @@ def test_prediction_in_blocks_of_rows_is_the_same(monkeypatch, fitted, blobs):
     proba, log_proba = fitted.predict_proba(X), fitted.predict_log_proba(X)
     labels, dist = fitted.predict(X), fitted.predict_dist(X)
     monkeypatch.setattr("sklearn_swag._base._PREDICT_FLOATS", 3 * 3 * 4)  # 4 rows
-    monkeypatch.setattr("sklearn_swag._predictive._OUTPUT_FLOATS", 11)
+    monkeypatch.setattr("sklearn_swag._posterior.draws._OUTPUT_FLOATS", 11)
     assert_allclose(fitted.predict_proba(X), proba, rtol=1e-5, atol=1e-9)
     assert_allclose(fitted.predict_log_proba(X), log_proba, rtol=1e-5, atol=1e-9)
     assert_array_equal(fitted.predict(X), labels)

@@ -1,5 +1,6 @@
 """Saving and loading: plain-data state, skops without trusted code, pickle."""
 
+import importlib
 import pickle
 from unittest import mock
 
@@ -12,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sklearn_swag import MultiSWAGClassifier, MultiSWAGRegressor, ParticleStack
+from sklearn_swag._moved import MOVED
 from sklearn_swag._persistence import from_plain, to_plain
 
 sio = pytest.importorskip("skops.io")
@@ -324,3 +326,19 @@ def test_a_network_changed_since_saving_is_a_clear_error(regression_data, fast_p
     loaded = MultiSWAGRegressor.__new__(MultiSWAGRegressor)
     with pytest.raises(ValueError, match="do not fit the network that SmallNet"):
         loaded.__setstate__(state)
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_former_module_names_still_resolve(old):
+    # Files saved before the subpackages name classes by their former modules.
+    new = MOVED[old]
+    holder = importlib.import_module(f"sklearn_swag.{new[0]}")
+    name = next(
+        n
+        for n, v in vars(holder).items()
+        if getattr(v, "__module__", None) == holder.__name__ and callable(v)
+    )
+    found = pickle.loads(f"csklearn_swag.{old}\n{name}\n.".encode())
+    assert found is getattr(holder, name)
+    with pytest.raises(AttributeError, match="no attribute"):
+        _ = importlib.import_module(f"sklearn_swag.{old}").no_such_name

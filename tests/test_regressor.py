@@ -17,8 +17,8 @@ from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor, NormalMixture
 from sklearn_swag._base import _validation_split
-from sklearn_swag._particles import SPLIT_STREAM, derived_rng, root_seed
 from sklearn_swag._sklearn_compat import InvalidParameterError
+from sklearn_swag._training.particles import SPLIT_STREAM, derived_rng, root_seed
 
 
 class GenericNet(nn.Module):
@@ -102,7 +102,7 @@ def test_noise_is_the_held_out_likelihood_maximiser(regression_data, fast_params
 
 def test_components_are_moments_of_the_network_draws(regression_data, fast_params):
     """Recompute one particle's component by hand from its SWAG moments."""
-    from sklearn_swag._predictive import draw_particle_weights
+    from sklearn_swag._posterior.draws import draw_particle_weights
 
     X, y = regression_data
     y = 5.0 * y - 2.0
@@ -496,7 +496,8 @@ def test_module_instance_with_routed_parameters_is_refused(regression_data):
 
 
 def test_verbose_shows_progress(regression_data, fast_params, capsys, monkeypatch):
-    monkeypatch.setattr("sklearn_swag._callbacks._BAR_SECONDS", 0)  # every update
+    # every update
+    monkeypatch.setattr("sklearn_swag._training.callbacks._BAR_SECONDS", 0)
     X, y = regression_data
     MultiSWAGRegressor(**{**fast_params, "verbose": 1}).fit(X, y)
     err = capsys.readouterr().err
@@ -508,7 +509,8 @@ def test_verbose_shows_progress(regression_data, fast_params, capsys, monkeypatc
 def test_progress_bars_of_groups_with_early_stopping(
     regression_data, capsys, monkeypatch
 ):
-    monkeypatch.setattr("sklearn_swag._callbacks._BAR_SECONDS", 0)  # every update
+    # every update
+    monkeypatch.setattr("sklearn_swag._training.callbacks._BAR_SECONDS", 0)
     X, y = regression_data
     with joblib.parallel_backend("threading"):  # bars written in this process
         MultiSWAGRegressor(
@@ -713,7 +715,7 @@ def test_prediction_in_blocks_of_rows_is_the_same(monkeypatch, regression_data):
     whole_mean, whole_std = reg.predict(X, return_std=True)
     whole_dist = reg.predict_dist(X)
     monkeypatch.setattr("sklearn_swag._base._PREDICT_FLOATS", 3 * 5)  # 5 rows
-    monkeypatch.setattr("sklearn_swag._predictive._OUTPUT_FLOATS", 7)
+    monkeypatch.setattr("sklearn_swag._posterior.draws._OUTPUT_FLOATS", 7)
     mean, std = reg.predict(X, return_std=True)
     np.testing.assert_allclose(mean, whole_mean, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(std, whole_std, rtol=1e-5, atol=1e-7)

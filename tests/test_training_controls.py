@@ -9,9 +9,9 @@ from torch import nn
 
 from sklearn_swag import MultiSWAGRegressor, _base
 from sklearn_swag._base import _merge_identical_rows
-from sklearn_swag._callbacks import LearningRatePlan
-from sklearn_swag._noise import held_out_noise_factor
-from sklearn_swag._stacking import ParticleLoss
+from sklearn_swag._network.stack import ParticleLoss
+from sklearn_swag._posterior.noise import held_out_noise_factor
+from sklearn_swag._training.callbacks import LearningRatePlan
 
 
 # -- sample_weight --------------------------------------------------------------------
@@ -371,7 +371,7 @@ def test_early_stopping_stops_each_particle_at_its_own_best_epoch(regression_dat
 
 
 def test_early_stopping_restores_the_best_weights(regression_data):
-    from sklearn_swag._callbacks import PretrainingMonitor
+    from sklearn_swag._training.callbacks import PretrainingMonitor
 
     X, y = regression_data
     params = dict(
@@ -413,7 +413,7 @@ def test_early_stopping_auto_follows_the_held_out_rows(regression_data, fast_par
 
 
 def _early_fit(X, y, drop_seconds, **extra):
-    from sklearn_swag._callbacks import PretrainingMonitor
+    from sklearn_swag._training.callbacks import PretrainingMonitor
 
     params = dict(
         n_models=4, rank=3, pretrain_epochs=300, swag_epochs=3, n_samples=2,

@@ -1,7 +1,7 @@
 """Warnings for fits that went wrong without failing.
 
 A particle whose loss becomes NaN stops the fit with an error
-(:class:`~sklearn_swag._callbacks.DivergenceCheck`). A particle can also
+(:class:`~sklearn_swag._training.callbacks.DivergenceCheck`). A particle can also
 diverge and stay finite: an optimizer step too large throws its weights far
 away, its loss ends orders of magnitude above where it started, and its
 predictions are in the thousands where the targets are near 1. The fit then

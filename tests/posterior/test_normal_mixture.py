@@ -7,8 +7,8 @@ from scipy import stats
 from scipy.integrate import cumulative_trapezoid, quad
 from scipy.special import ndtr
 
-import sklearn_swag._mixture as mixture_module
-from sklearn_swag._mixture import NormalMixture
+import sklearn_swag._posterior.normal_mixture as mixture_module
+from sklearn_swag._posterior.normal_mixture import NormalMixture
 
 
 def _normal_logpdf(y, mean, var):

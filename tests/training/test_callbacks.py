@@ -10,15 +10,15 @@ from numpy.testing import assert_allclose, assert_array_equal
 from skorch.callbacks import Callback
 from torch import nn
 
-from sklearn_swag._callbacks import DivergenceCheck, SWAGCollector
-from sklearn_swag._particles import (
+from sklearn_swag._network.stack import ParticleLoss, build_stack
+from sklearn_swag._training.callbacks import DivergenceCheck, SWAGCollector
+from sklearn_swag._training.particles import (
     DATA_SEED,
     INIT_SEED,
     TrainingPlan,
     _GroupNet,
     fit_group,
 )
-from sklearn_swag._stacking import ParticleLoss, build_stack
 
 CPU = torch.device("cpu")
 

@@ -194,7 +194,7 @@ class NormalMixture:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_swag._mixture import NormalMixture
+    >>> from sklearn_swag._posterior.normal_mixture import NormalMixture
     >>> means, variances = np.zeros((4, 3, 1)), np.ones((4, 3, 1))
     >>> dist = NormalMixture(means, variances, noise_variance=0.1)
     >>> dist
@@ -562,7 +562,7 @@ class NormalMixture:
         Examples
         --------
         >>> import numpy as np
-        >>> from sklearn_swag._mixture import NormalMixture
+        >>> from sklearn_swag._posterior.normal_mixture import NormalMixture
         >>> dist = NormalMixture(np.zeros((5, 3, 1)), np.ones((5, 3, 1)))
         >>> dist.crps(np.array([0.0, 1.0, -2.0])).shape
         (3,)

@@ -29,8 +29,8 @@ from sklearn_swag import (
     neg_ece_scorer,
     neg_nll_scorer,
 )
-from sklearn_swag._categorical import CategoricalMixture
-from sklearn_swag._mixture import NormalMixture
+from sklearn_swag._posterior.categorical_mixture import CategoricalMixture
+from sklearn_swag._posterior.normal_mixture import NormalMixture
 
 MIXTURE_METRICS = [
     mean_log_loss,

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_swag import MultiSWAGClassifier, MultiSWAGRegressor
-from sklearn_swag._diagnostics import (
+from sklearn_swag._posterior.diagnostics import (
     collapsed_noise,
     exploded_particles,
     misfit_particles,

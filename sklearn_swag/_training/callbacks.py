@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from ._swag import SWAGMoments
-from ._threads import ThreadChooser
+from .._posterior.swag import SWAGMoments
+from .._training.threads import ThreadChooser
 
 
 class SWAGCollector(Callback):
@@ -392,7 +392,7 @@ class ThreadTuner(Callback):
     """Choose a group's torch threads by timing its training steps.
 
     A skorch callback that drives a
-    :class:`~sklearn_swag._threads.ThreadChooser` with the training steps:
+    :class:`~sklearn_swag._training.threads.ThreadChooser` with the training steps:
     one thread to start with, more where a timed trial shows they pay, and
     back to one as soon as steps collapse (another process holding a core).
 

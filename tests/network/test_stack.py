@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from sklearn_swag._stacking import (
+from sklearn_swag._network.stack import (
     ParticleBatches,
     ParticleLoss,
     ParticleStack,
@@ -274,7 +274,7 @@ def test_inference_in_blocks_matches_one_batch(monkeypatch, layers):
     # Blocks of 2 and 3 weight vectors; 11 leaves a partial last block.
     for n_block in (2, 3):
         monkeypatch.setattr(
-            "sklearn_swag._stacking._BLOCK_FLOATS", n_block * N_ROWS * 16
+            "sklearn_swag._network.stack._BLOCK_FLOATS", n_block * N_ROWS * 16
         )
         with torch.no_grad():
             out = stack.functional_forward(theta, X, owners)

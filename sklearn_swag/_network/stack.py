@@ -13,7 +13,7 @@ evaluator classes:
 
 ``"lowered"`` (:class:`LoweredEvaluator`)
     The network is traced and rewritten into batched operations
-    (:mod:`sklearn_swag._lowering`): a stacked ``Linear`` is one batched
+    (:mod:`sklearn_swag._network.lowering`): a stacked ``Linear`` is one batched
     matrix product, a stacked convolution one grouped convolution, a
     ``BatchNorm`` keeps every copy's statistics. Most networks built from
     common layers take this path.
@@ -44,7 +44,7 @@ from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
-from ._lowering import LoweringError, lower
+from .._network.lowering import LoweringError, lower
 
 #: Floats of the widest layer for a block of weight vectors at inference on
 #: a CPU (2 MiB in float32): small enough to stay in a core's cache.
@@ -94,7 +94,7 @@ class LoweredEvaluator:
     Parameters
     ----------
     lowered : LoweredNetwork
-        The result of :func:`sklearn_swag._lowering.lower`.
+        The result of :func:`sklearn_swag._network.lowering.lower`.
     """
 
     name = "lowered"
@@ -881,7 +881,7 @@ def elementwise_loss(criterion: nn.Module):
     step, where a module's call machinery costs as much as the arithmetic); a
     criterion that declares ``elementwise = True`` (its ``reduction="none"``
     values keep the leading axes of its input, as
-    :class:`~sklearn_swag._noise.GaussianNLL` does) becomes a copy with
+    :class:`~sklearn_swag._posterior.noise.GaussianNLL` does) becomes a copy with
     ``reduction="none"``. Other criteria give None.
     """
     if getattr(criterion, "reduction", None) not in ("mean", "sum"):

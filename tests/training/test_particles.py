@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_swag._particles import (
+from sklearn_swag._training.particles import (
     BN_ROWS_STREAM,
     SPLIT_STREAM,
     TrainingPlan,
@@ -66,7 +66,7 @@ def _plan(**kwargs):
 
 
 def test_threads_follow_the_work_per_step():
-    from sklearn_swag._particles import FLOPS_PER_THREAD
+    from sklearn_swag._training.particles import FLOPS_PER_THREAD
 
     plan = _plan(max_threads=4)
     plan.flops_per_row = 100.0  # a tiny network: 4.8e5 flops per step
@@ -101,11 +101,11 @@ def _run_steps(tuner, clock, seconds_for):
 
 @pytest.fixture
 def tuner_clock(monkeypatch):
-    from sklearn_swag._callbacks import ThreadTuner
-    from sklearn_swag._threads import ThreadChooser
+    from sklearn_swag._training.callbacks import ThreadTuner
+    from sklearn_swag._training.threads import ThreadChooser
 
     clock = _Clock()
-    monkeypatch.setattr("sklearn_swag._threads.time.perf_counter", clock)
+    monkeypatch.setattr("sklearn_swag._training.threads.time.perf_counter", clock)
     before = torch.get_num_threads()
     tuner = ThreadTuner(ThreadChooser(2, trial_steps=3, warmup_steps=2, retry_after=10))
     tuner.initialize()
@@ -159,7 +159,7 @@ def test_check_measures_flops_per_row():
 
 def test_a_tiny_network_trains_on_one_thread(regression_data, fast_params):
     from sklearn_swag import MultiSWAGRegressor
-    from sklearn_swag._callbacks import SWAGCollector
+    from sklearn_swag._training.callbacks import SWAGCollector
 
     seen = []
     original = SWAGCollector.on_epoch_end
@@ -221,7 +221,7 @@ def test_devices_resolve_and_go_round_robin():
 
 
 def test_threads_are_restored_after_a_block():
-    from sklearn_swag._threads import threads_restored
+    from sklearn_swag._training.threads import threads_restored
 
     before = torch.get_num_threads()
     with threads_restored():
@@ -234,7 +234,7 @@ def test_threads_are_restored_after_a_block():
 
 
 def test_fused_optimizer_only_where_the_user_did_not_choose():
-    from sklearn_swag._particles import _fast_optimizer_kwargs
+    from sklearn_swag._training.particles import _fast_optimizer_kwargs
 
     cpu = torch.device("cpu")
     assert _fast_optimizer_kwargs(torch.optim.Adam, {}, cpu) == {"fused": True}
@@ -249,7 +249,7 @@ def test_read_only_rows_train_without_a_warning_or_a_copy():
     # memory maps.
     import warnings
 
-    from sklearn_swag._particles import _read_only_tensor
+    from sklearn_swag._training.particles import _read_only_tensor
 
     values = np.arange(12, dtype=np.float32).reshape(4, 3)
     values.setflags(write=False)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor
-from sklearn_swag._noise import (
+from sklearn_swag._posterior.noise import (
     MIN_VARIANCE,
     GaussianNLL,
     held_out_noise_factor,
@@ -249,7 +249,7 @@ def test_sample_y_in_row_chunks_matches_one_chunk(
     X, y = regression_data
     reg = MultiSWAGRegressor(**fast_params).fit(X, y)
     whole = reg.sample_y(X, n_samples=5)
-    monkeypatch.setattr("sklearn_swag._predictive._ROW_CHUNK", 7)
+    monkeypatch.setattr("sklearn_swag._posterior.draws._ROW_CHUNK", 7)
     # float32 rounding of the matmuls: row blocks of another size
     np.testing.assert_allclose(
         reg.sample_y(X, n_samples=5), whole, rtol=1e-5, atol=1e-6

@@ -65,7 +65,7 @@ class GaussianNLL(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_swag._noise import GaussianNLL
+    >>> from sklearn_swag._posterior.noise import GaussianNLL
     >>> loss = GaussianNLL()
     >>> out = torch.tensor([[0.0, 20.0]])  # mean 0, variance softplus(20) ~ 20
     >>> round(float(loss(out, torch.tensor([[0.0]]))), 3)

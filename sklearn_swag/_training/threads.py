@@ -6,8 +6,8 @@ cores they wait far longer (a tiny network's step can take a hundred times
 longer on two threads than on one). :class:`ThreadChooser` starts on one
 thread, times a few steps on more, and keeps them only where they pay. Training
 drives it from a skorch callback
-(:class:`~sklearn_swag._callbacks.ThreadTuner`), prediction from its loop over
-blocks of rows (:func:`~sklearn_swag._predictive.particle_outputs`).
+(:class:`~sklearn_swag._training.callbacks.ThreadTuner`), prediction from its loop over
+blocks of rows (:func:`~sklearn_swag._posterior.draws.particle_outputs`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ seed (:func:`draw_particle_weights`); the network evaluated at those draws
 (epistemic) variance of a regression network (:func:`output_moments`) or the
 class probabilities and expected entropy of a classification network
 (:func:`class_probabilities`). The mixtures over particles are
-:class:`~sklearn_swag._mixture.NormalMixture` and
-:class:`~sklearn_swag._categorical.CategoricalMixture`.
+:class:`~sklearn_swag._posterior.normal_mixture.NormalMixture` and
+:class:`~sklearn_swag._posterior.categorical_mixture.CategoricalMixture`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from ._noise import split_mean_variance
-from ._stacking import ParticleStack
-from ._swag import sample_weights
-from ._threads import ThreadChooser, in_main_thread, threads_restored
+from .._network.stack import ParticleStack
+from .._posterior.noise import split_mean_variance
+from .._posterior.swag import sample_weights
+from .._training.threads import ThreadChooser, in_main_thread, threads_restored
 
 #: Upper bound on the floats of posterior draws held at once while predicting.
 _DRAW_BUDGET = 2**25
@@ -218,7 +218,7 @@ def _prediction_threads(device: torch.device) -> ThreadChooser | None:
 
     Prediction starts on one thread and tries the process's thread count
     after a block, keeping it only where it pays (see
-    :class:`~sklearn_swag._threads.ThreadChooser`): a small network on a
+    :class:`~sklearn_swag._training.threads.ThreadChooser`): a small network on a
     machine where other processes hold cores is many times slower on several
     threads. Not in a thread other than the main one, where the count is the
     process's to share.
@@ -255,7 +255,7 @@ def output_moments(
     out : torch.Tensor of shape (n_block, n_samples, n_rows, n_columns)
     heteroscedastic : bool, default=False
         Whether the network returns a mean and a variance per output (see
-        :func:`~sklearn_swag._noise.split_mean_variance`).
+        :func:`~sklearn_swag._posterior.noise.split_mean_variance`).
 
     Returns
     -------

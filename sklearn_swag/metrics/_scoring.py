@@ -25,8 +25,8 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import get_scorer, make_scorer
 from sklearn.pipeline import Pipeline
 
-from ._categorical import CategoricalMixture
-from ._mixture import NormalMixture
+from .._posterior.categorical_mixture import CategoricalMixture
+from .._posterior.normal_mixture import NormalMixture
 
 __all__ = [
     "classification_scorers",

@@ -11,7 +11,7 @@ from networks import SeedNet
 from torch import nn
 from torch.func import stack_module_state
 
-from sklearn_swag._lowering import LoweringError, lower
+from sklearn_swag._network.lowering import LoweringError, lower
 
 M, N = 3, 5
 

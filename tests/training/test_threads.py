@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sklearn_swag import MultiSWAGRegressor
-from sklearn_swag._predictive import _prediction_threads, _timed
-from sklearn_swag._threads import ThreadChooser
+from sklearn_swag._posterior.draws import _prediction_threads, _timed
+from sklearn_swag._training.threads import ThreadChooser
 
 
 class _Clock:
@@ -22,7 +22,7 @@ class _Clock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr("sklearn_swag._threads.time.perf_counter", clock)
+    monkeypatch.setattr("sklearn_swag._training.threads.time.perf_counter", clock)
     before = torch.get_num_threads()
     yield clock
     torch.set_num_threads(before)

@@ -24,7 +24,15 @@ from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from torch import nn
 
-from ._callbacks import (
+from .._network.mlp import MLP
+from .._network.stack import (
+    ParticleBatches,
+    ParticleLoss,
+    ParticleStack,
+    build_stack,
+    training_batches,
+)
+from .._training.callbacks import (
     DivergenceCheck,
     EpochProgress,
     LearningRatePlan,
@@ -35,15 +43,7 @@ from ._callbacks import (
     _PretrainingDone,
     _SomeStopped,
 )
-from ._mlp import MLP
-from ._stacking import (
-    ParticleBatches,
-    ParticleLoss,
-    ParticleStack,
-    build_stack,
-    training_batches,
-)
-from ._threads import ThreadChooser, in_main_thread, threads_restored
+from .._training.threads import ThreadChooser, in_main_thread, threads_restored
 
 #: Serialises the moments in which a worker thread borrows the global torch
 #: random state to initialise a module, so threads never see each other's seed.
@@ -286,7 +286,7 @@ class TrainingPlan:
         longer on two threads than on one). So a group may use one thread
         per ``FLOPS_PER_THREAD`` floating-point operations of a training
         step, at least one and at most ``max_threads``; where that is more
-        than one, :class:`~sklearn_swag._callbacks.ThreadTuner` times the
+        than one, :class:`~sklearn_swag._training.callbacks.ThreadTuner` times the
         steps to choose between it and one thread.
         """
         rows = n_rows if self.batch_size is None else min(self.batch_size, n_rows)

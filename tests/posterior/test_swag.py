@@ -5,7 +5,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
-from sklearn_swag._swag import (
+from sklearn_swag._posterior.swag import (
     VAR_CLAMP,
     SWAGMoments,
     diagonal_variance,

@@ -1,0 +1,2 @@
+"""The posterior side: SWAG moments and draws, the noise fit, the predictive
+mixtures and the divergence diagnostics."""

@@ -1,0 +1,1 @@
+"""Proper scores, calibration metrics and scorers for predictive distributions."""
