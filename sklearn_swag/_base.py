@@ -24,7 +24,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._network.stack import ParticleStack, elementwise_loss, uses_batch_norm
+from ._network.losses import elementwise_loss
+from ._network.stack import ParticleStack, uses_batch_norm
 from ._persistence import loaded_state, saved_state
 from ._posterior.diagnostics import warn_exploded
 from ._posterior.draws import function_draws, particle_outputs

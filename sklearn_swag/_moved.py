@@ -16,7 +16,14 @@ import types
 #: Each former module and the modules that now hold its names, in search order.
 MOVED: dict[str, tuple[str, ...]] = {
     "_lowering": ("_network.lowering",),
-    "_stacking": ("_network.stack",),
+    "_stacking": (
+        "_network.stack",
+        "_network.evaluators",
+        "_network.inference",
+        "_network.build",
+        "_network.losses",
+        "_training.batches",
+    ),
     "_mlp": ("_network.mlp",),
     "_particles": ("_training.particles",),
     "_callbacks": ("_training.callbacks",),

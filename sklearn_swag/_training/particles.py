@@ -24,14 +24,11 @@ from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from torch import nn
 
+from .._network.build import build_stack
+from .._network.losses import ParticleLoss
 from .._network.mlp import MLP
-from .._network.stack import (
-    ParticleBatches,
-    ParticleLoss,
-    ParticleStack,
-    build_stack,
-    training_batches,
-)
+from .._network.stack import ParticleStack
+from .._training.batches import ParticleBatches, training_batches
 from .._training.callbacks import (
     DivergenceCheck,
     EpochProgress,

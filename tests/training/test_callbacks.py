@@ -10,7 +10,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from skorch.callbacks import Callback
 from torch import nn
 
-from sklearn_swag._network.stack import ParticleLoss, build_stack
+from sklearn_swag._network.build import build_stack
+from sklearn_swag._network.losses import ParticleLoss
 from sklearn_swag._training.callbacks import DivergenceCheck, SWAGCollector
 from sklearn_swag._training.particles import (
     DATA_SEED,

@@ -1,0 +1,173 @@
+"""The loss of a particle stack: every copy's own loss, summed.
+
+:class:`ParticleLoss` sums the copies' losses, so that the gradient each copy
+receives is the gradient of its own loss alone; :func:`elementwise_loss` turns
+a criterion into one with values per element, for one call over every copy
+and for row weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import torch
+from torch import nn
+from torch.func import vmap
+from torch.nn import functional as F
+
+
+def elementwise_loss(criterion: nn.Module):
+    """The criterion with ``reduction="none"``, where its values are elementwise.
+
+    torch's elementwise losses become plain functions (the loss runs at every
+    step, where a module's call machinery costs as much as the arithmetic); a
+    criterion that declares ``elementwise = True`` (its ``reduction="none"``
+    values keep the leading axes of its input, as
+    :class:`~sklearn_swag._posterior.noise.GaussianNLL` does) becomes a copy with
+    ``reduction="none"``. Other criteria give None.
+    """
+    if getattr(criterion, "reduction", None) not in ("mean", "sum"):
+        return None
+    if getattr(criterion, "elementwise", False):
+        copy_ = copy.deepcopy(criterion)
+        copy_.reduction = "none"
+        return copy_
+    kind = type(criterion)
+    if kind is nn.CrossEntropyLoss and criterion.weight is None:
+        return partial(_cross_entropy, label_smoothing=criterion.label_smoothing)
+    if kind is nn.MSELoss:
+        return partial(F.mse_loss, reduction="none")
+    if kind is nn.L1Loss:
+        return partial(F.l1_loss, reduction="none")
+    if kind is nn.SmoothL1Loss:
+        return partial(F.smooth_l1_loss, reduction="none", beta=criterion.beta)
+    if kind is nn.HuberLoss:
+        return partial(F.huber_loss, reduction="none", delta=criterion.delta)
+    return None
+
+
+def _cross_entropy(
+    logits: torch.Tensor, y_true: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy of every row, as ``nn.CrossEntropyLoss`` computes it.
+
+    ``logits`` of shape (..., n_classes), ``y_true`` of shape (..., 1) holding
+    class indices (as floats, as the targets travel); values of shape (..., 1).
+    """
+    log_p = torch.log_softmax(logits, dim=-1)
+    values = -log_p.gather(-1, y_true.long())
+    if label_smoothing:
+        smooth = -log_p.mean(dim=-1, keepdim=True)
+        values = (1.0 - label_smoothing) * values + label_smoothing * smooth
+    return values
+
+
+class ParticleLoss(nn.Module):
+    """Sum of the per-particle losses of a stacked prediction.
+
+    Parameters
+    ----------
+    criterion : torch.nn.Module
+        The loss of one network, ``criterion(y_pred, y_true)`` with
+        ``y_pred`` of shape ``(N, n_outputs)``, returning a scalar.
+    weighted : bool, default=False
+        Whether the last column of the targets holds row weights: each
+        particle's loss is then the weighted mean (or sum) of its rows'
+        values, as if every row were repeated as often as its weight says.
+        Needs a criterion with elementwise values (:func:`elementwise_loss`).
+    class_targets : bool, default=False
+        Whether the targets are class indices (one column, as floats): a
+        criterion without elementwise values then gets them as a long tensor
+        of shape ``(N,)``, as ``nn.CrossEntropyLoss`` and ``nn.NLLLoss`` want.
+
+    Attributes
+    ----------
+    last_losses : torch.Tensor of shape (P,)
+        The per-particle losses of the latest batch.
+    nonfinite : torch.Tensor of shape (P,) or None
+        True for every particle whose loss was ever NaN or infinite.
+    """
+
+    def __init__(
+        self, criterion: nn.Module, weighted: bool = False, class_targets: bool = False
+    ) -> None:
+        super().__init__()
+        self.criterion = criterion
+        self.weighted = weighted
+        self.class_targets = class_targets
+        self.last_losses: torch.Tensor | None = None
+        self._finite: torch.Tensor | None = None
+        self._batched: bool | None = None
+        self._elementwise = elementwise_loss(criterion)
+        if weighted and self._elementwise is None:
+            raise ValueError(
+                f"Row weights need a criterion with elementwise values; "
+                f"{type(criterion).__name__} has none (see elementwise_loss)."
+            )
+
+    def train(self, mode: bool = True) -> ParticleLoss:
+        if self.training == mode:
+            return self  # skorch asks at every step; walking the tree costs
+        return super().train(mode)
+
+    @property
+    def nonfinite(self) -> torch.Tensor | None:
+        return None if self._finite is None else ~self._finite
+
+    def new_particles(self) -> None:
+        """Forget the per-particle state: the next batch is of other particles."""
+        self._finite = None
+        self.last_losses = None
+
+    def per_particle(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """Loss of each particle, shape ``(P,)``."""
+        if y_true.dtype != y_pred.dtype:
+            y_true = y_true.to(y_pred.dtype)
+        if y_true.ndim == y_pred.ndim - 1:
+            y_true = y_true.expand(y_pred.shape[0], *y_true.shape)
+        if self.weighted:
+            return self._weighted(y_pred, y_true[..., :-1], y_true[..., -1:])
+        if self._elementwise is not None:
+            # One call for every particle: mean (or sum) per particle afterwards.
+            values = self._elementwise(y_pred, y_true)
+            dims = tuple(range(1, values.ndim))
+            if self.criterion.reduction == "mean":
+                return values.mean(dim=dims)
+            return values.sum(dim=dims)
+        if self.class_targets:
+            y_true = y_true[..., 0].long()
+        if self._batched is None or self._batched:
+            try:
+                losses = vmap(self.criterion)(y_pred, y_true)
+                self._batched = True
+                return losses
+            except Exception:  # noqa: BLE001 - fall back to a plain loop
+                if self._batched:
+                    raise
+                self._batched = False
+        return torch.stack(
+            [self.criterion(p, t) for p, t in zip(y_pred, y_true, strict=True)]
+        )
+
+    def _weighted(
+        self, y_pred: torch.Tensor, y_true: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted loss of each particle; ``weights`` is ``(P, N, 1)``."""
+        values = self._elementwise(y_pred, y_true)  # (P, N, k)
+        dims = tuple(range(1, values.ndim))
+        total = (values * weights).sum(dim=dims)
+        if self.criterion.reduction == "sum":
+            return total
+        return total / (weights.sum(dim=(1, 2)) * values.shape[-1])
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        losses = self.per_particle(y_pred, y_true)
+        detached = losses.detach()
+        finite = torch.isfinite(detached)
+        if self._finite is None:
+            self._finite = finite
+        else:
+            self._finite.logical_and_(finite)
+        self.last_losses = detached
+        return losses.sum()
