@@ -141,30 +141,32 @@ def _comment_where_assigned(app, what, name, obj, options, lines):
     """Document re-exported data with the ``#:`` comment where it is assigned.
 
     ``sklearn_swag.neg_nll_scorer`` is assigned, with its ``#:`` comment, in
-    ``sklearn_swag.metrics._scoring`` and imported into ``sklearn_swag``; autodoc looks
-    for the comment in ``sklearn_swag`` only and would show the docstring of
-    the object's (private) class instead.
+    ``sklearn_swag.metrics._scorer`` and imported into ``sklearn_swag.metrics``
+    and ``sklearn_swag``; autodoc looks for the comment in ``sklearn_swag`` only
+    and would show the docstring of the object's (private) class instead.
     """
     if what != "data":
         return
     short = name.rpartition(".")[2]
-    # The private module that assigns the object: its class may be another
-    # library's (neg_ece_scorer is a scikit-learn scorer).
-    module = next(
-        (
-            key
-            for key, mod in sorted(sys.modules.items())
-            if key.startswith("sklearn_swag.") and getattr(mod, short, None) is obj
-        ),
-        "",
-    )
-    if not module:
-        return
-    analyzer = ModuleAnalyzer.for_module(module)
-    analyzer.analyze()
-    comment = analyzer.attr_docs.get(("", name.rpartition(".")[2]))
-    if comment:
-        lines[:] = list(comment)
+    # The modules that hold the object, by name: its class may be another
+    # library's (neg_ece_scorer is a scikit-learn scorer). Packages that import
+    # it hold no comment for it, the module that assigns it does; the former
+    # module names of sklearn_swag._moved have no source (no __file__ of their
+    # own: getattr would forward the question to the modules they stand for).
+    holders = [
+        key
+        for key, mod in sorted(sys.modules.items())
+        if key.startswith("sklearn_swag.")
+        and getattr(mod, "__dict__", {}).get("__file__")
+        and getattr(mod, short, None) is obj
+    ]
+    for module in holders:
+        analyzer = ModuleAnalyzer.for_module(module)
+        analyzer.analyze()
+        comment = analyzer.attr_docs.get(("", short))
+        if comment:
+            lines[:] = list(comment)
+            return
 
 
 def _check_api_page(app):

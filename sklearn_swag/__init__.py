@@ -8,7 +8,7 @@ from ._network.stack import ParticleStack
 from ._posterior.categorical_mixture import CategoricalMixture
 from ._posterior.normal_mixture import NormalMixture
 from ._regressor import MultiSWAGRegressor
-from .metrics._scoring import (
+from .metrics import (
     classification_scorers,
     dist_scorers,
     expected_calibration_error,

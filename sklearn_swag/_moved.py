@@ -34,7 +34,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "_mixture": ("_posterior.normal_mixture",),
     "_categorical": ("_posterior.categorical_mixture",),
     "_diagnostics": ("_posterior.diagnostics",),
-    "_scoring": ("metrics._scoring",),
+    "_scoring": ("metrics._scorer", "metrics._regression", "metrics._classification"),
 }
 
 

@@ -2,6 +2,7 @@
 
 import inspect
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -301,6 +302,17 @@ def test_brier_of_binary_positive_probabilities():
     assert_allclose(score, 2 * np.mean((p - y) ** 2), rtol=1e-12)
     assert_allclose(score, 2 * brier_score_loss(y, p), rtol=1e-12)
     assert multiclass_brier_score(np.where(y, "yes", "no"), p) == score
+
+
+def test_brier_of_float32_probabilities_does_not_warn():
+    # scikit-learn's brier_score_loss warns that these rows do not sum to one.
+    rng = np.random.RandomState(17)
+    prob = softmax(rng.normal(size=(40, 3)).astype(np.float32), axis=1)
+    y = rng.randint(3, size=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        score = multiclass_brier_score(y, prob)
+    assert_allclose(score, _brier_numpy(y, prob.astype(np.float64)), rtol=1e-12)
 
 
 # ------------------------------------------------------------ mixture metrics
