@@ -2,8 +2,10 @@
 
 :class:`MultiSWAGBase` holds what does not depend on the kind of target:
 routed ``module__*``-style parameters, the checks of every parameter, the
-held-out split, the particles' seeds, the joblib dispatch of particle groups to
-devices, warm starts, and the inputs of the posterior draws. The estimators
+particles' seeds, the joblib dispatch of particle groups to devices, warm
+starts, and the inputs of the posterior draws; the training rows are prepared
+in :mod:`~sklearn_swag._rows`, the groups trained by
+:mod:`~sklearn_swag._training`. The estimators
 (:mod:`~sklearn_swag._regressor`, :mod:`~sklearn_swag._classifier`) add what
 their targets need: scaling and observation noise for regression, labels and
 class probabilities for classification.
@@ -12,7 +14,6 @@ class probabilities for classification.
 from __future__ import annotations
 
 import copy
-import hashlib
 import warnings
 from numbers import Integral, Real
 
@@ -24,33 +25,45 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._network.losses import elementwise_loss
 from ._network.stack import ParticleStack, uses_batch_norm
 from ._persistence import loaded_state, saved_state
 from ._posterior.diagnostics import warn_exploded
 from ._posterior.draws import function_draws, particle_outputs
+from ._rows import (
+    _bn_update_rows,
+    _fingerprint,
+    _merge_identical_rows,
+    _same_data,
+    _training_rows,
+    _validation_split,
+    _weighs_rows,
+    as_float32,
+)
 from ._sklearn_compat import (
     HasMethods,
     Interval,
-    InvalidParameterError,
     StrOptions,
     _check_sample_weight,
     validate_data,
 )
-from ._training.particles import (
+from ._training.callbacks import _checked_callbacks, _swa_lr
+from ._training.devices import group_devices, partition, resolve_devices
+from ._training.group import fit_group
+from ._training.history import merge_groups
+from ._training.plan import TrainingPlan
+from ._training.routed import (
+    ITERATOR_KEYS,
+    _check_parts,
+    _check_routed_names,
+    _routed_for,
+)
+from ._training.seeds import (
     BN_ROWS_STREAM,
     INIT_SEED,
     SAMPLE_SEED,
     SPLIT_STREAM,
-    TrainingPlan,
     derived_rng,
-    fit_group,
-    group_devices,
-    join_histories,
-    merge_groups,
     particle_seeds,
-    partition,
-    resolve_devices,
     root_seed,
 )
 from ._training.threads import threads_restored
@@ -58,12 +71,6 @@ from ._training.threads import threads_restored
 #: Floats per array of per-particle predictions in one block of rows (see
 #: ``MultiSWAGBase._by_row_blocks``): 8 MB of float64.
 _PREDICT_FLOATS = 2**20
-
-#: Prefixes of the parameters routed to the parts that skorch builds.
-ROUTED_PREFIXES = ("module__", "optimizer__", "criterion__", "iterator_train__")
-
-#: What ``iterator_train__*`` may set on the particle batches.
-_ITERATOR_KEYS = ("shuffle", "drop_last")
 
 
 class MultiSWAGBase(BaseEstimator):
@@ -175,14 +182,14 @@ class MultiSWAGBase(BaseEstimator):
             if key.startswith(("module__", "optimizer__", "criterion__")):
                 recipe[key] = value
             elif key.startswith("iterator_train__"):
-                if key[len("iterator_train__") :] in _ITERATOR_KEYS:
+                if key[len("iterator_train__") :] in ITERATOR_KEYS:
                     recipe[key] = value
                 else:
                     ignored.append(key)
         if ignored:
             warnings.warn(
                 f"from_skorch leaves out {sorted(ignored)}: the particle batches "
-                f"take {list(_ITERATOR_KEYS)} only.",
+                f"take {list(ITERATOR_KEYS)} only.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -201,12 +208,7 @@ class MultiSWAGBase(BaseEstimator):
         )
 
     def _params_for(self, prefix: str) -> dict:
-        start = len(prefix) + 2
-        return {
-            k[start:]: v
-            for k, v in self._routed_params().items()
-            if k.startswith(prefix + "__")
-        }
+        return _routed_for(self._routed_params(), prefix)
 
     def get_params(self, deep=True):
         """Get the parameters of this estimator, routed ones included.
@@ -339,8 +341,8 @@ class MultiSWAGBase(BaseEstimator):
             Loss of one network.
         check_output : callable
             ``check_output(out)`` fails clearly when a network's output
-            ``out`` on a few training rows (eval mode, on a copy)
-            output does not fit the targets.
+            ``out`` on a few training rows (eval mode, on a copy) does not
+            fit the targets.
         class_targets : bool, default=False
             Whether ``y_train`` holds class indices.
         mlp_defaults : dict or None, default=None
@@ -355,7 +357,7 @@ class MultiSWAGBase(BaseEstimator):
         """
         devices = resolve_devices(self.device)
         fingerprint = _fingerprint(X, y_given, weights)
-        kept = self._kept_particles(fingerprint)
+        kept = self._kept_particles(fingerprint, X, y_given, weights)
         if kept == self.n_models:
             warnings.warn(
                 f"warm_start=True and n_models={self.n_models} particles are "
@@ -370,10 +372,46 @@ class MultiSWAGBase(BaseEstimator):
             X, self.validation_fraction, derived_rng(root, SPLIT_STREAM), weights
         )
         weighted = bool(np.ptp(weights[train]) > 0)
-        plan = TrainingPlan(
+        plan = self._training_plan(
+            X.shape[1],
+            len(train),
+            n_net_outputs,
+            criterion,
+            weighted=weighted,
+            class_targets=class_targets,
+            mlp_defaults=mlp_defaults,
+        )
+        modules = self._checked_networks(
+            plan, seeds[kept:], X, len(train), check_output
+        )
+        X_train, y_fit, validation = _training_rows(
+            X, y_train, weights, train, held_out, weighted, self._stops_early()
+        )
+        merged = self._train_groups(
+            plan, modules, seeds, kept, devices, X_train, y_fit, validation
+        )
+        if kept:  # warm start: the particles fitted before come first
+            merged = self._with_fitted_particles(merged)
+        self._set_fitted_particles(merged, plan, seeds, root, kept)
+        self._set_fitted_rows(fingerprint, root, X_train, weights[train])
+        return train, held_out
+
+    def _training_plan(
+        self,
+        n_features,
+        n_train,
+        n_net_outputs,
+        criterion,
+        *,
+        weighted,
+        class_targets,
+        mlp_defaults,
+    ) -> TrainingPlan:
+        """What every worker needs to build and train its particles."""
+        return TrainingPlan(
             module=self.module,
             module_kwargs=self._params_for("module"),
-            n_features=X.shape[1],
+            n_features=n_features,
             n_outputs=n_net_outputs,
             criterion=criterion,
             criterion_kwargs=self._params_for("criterion"),
@@ -385,7 +423,7 @@ class MultiSWAGBase(BaseEstimator):
             pretrain_epochs=self.pretrain_epochs,
             swag_epochs=self.swag_epochs,
             rank=self.rank,
-            swa_lr=_swa_lr(self.swa_lr, self.batch_size, len(train)),
+            swa_lr=_swa_lr(self.swa_lr, self.batch_size, n_train),
             anneal_epochs=self.anneal_epochs,
             swag_every=float(self.swag_every),
             deviation_dtype=self.deviation_dtype,
@@ -398,33 +436,45 @@ class MultiSWAGBase(BaseEstimator):
             n_iter_no_change=self.n_iter_no_change,
             tol=float(self.tol),
         )
-        # Every particle is initialised here, one after another: worker threads
-        # share the global torch random state, so they must not seed it.
-        modules = [plan.build_module(s) for s in seeds[kept:, INIT_SEED]]
-        if uses_batch_norm(modules[0]) and len(train) < 2:
+
+    @staticmethod
+    def _checked_networks(plan, seeds, X, n_train, check_output) -> list:
+        """The new particles' networks, on which the plan is checked.
+
+        Every particle is initialised here, one after another: worker threads
+        share the global torch random state, so they must not seed it. The
+        parts are then built and run once on a few training rows
+        (:meth:`TrainingPlan.check`, ``check_output``), so that a mistake
+        fails here, clearly, and not inside a worker.
+        """
+        modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
+        if uses_batch_norm(modules[0]) and n_train < 2:
             raise ValueError(
                 "A network with BatchNorm layers needs at least 2 training rows "
-                f"to normalise by; got {len(train)}."
+                f"to normalise by; got {n_train}."
             )
         probe = torch.as_tensor(X[:8])
         plan.stack_mode = plan.check(modules[:2], probe)
         with torch.no_grad():
             check_output(copy.deepcopy(modules[0]).eval()(probe))
-        X_train, y_fit = X[train], y_train[train]
-        y_val = y_train[held_out]
-        if weighted:  # the weights travel as a last target column
-            scale = weights[train].mean()
-            y_fit = _with_weights(y_fit, weights[train] / scale)
-            y_val = _with_weights(y_val, weights[held_out] / scale)
-        validation = (X[held_out], y_val) if self._stops_early() else None
+        return modules
+
+    def _train_groups(
+        self, plan, modules, seeds, kept, devices, X_train, y_fit, validation
+    ) -> dict:
+        """Train the new particles, a group per joblib worker, and join them.
+
+        The groups go round robin over ``devices``; each worker may use its
+        share of the cores. The groups' stacks are built here, where networks
+        are traced: fx patches module calls process-wide, which worker threads
+        must not see.
+        """
         n_jobs = max(1, effective_n_jobs(self.n_jobs))
         groups = partition(self.n_models - kept, n_jobs)
         group_device = group_devices(devices, len(groups))
         n_workers = min(n_jobs, len(groups))
         plan.max_threads = max(1, cpu_count() // n_workers)
         cuda = sorted({d.index or 0 for d in group_device if d.type == "cuda"})
-        # The groups' stacks are built here, where networks are traced: fx
-        # patches module calls process-wide, which worker threads must not see.
         stacks = [
             ParticleStack([modules[i] for i in ids], mode=plan.stack_mode)
             for ids in groups
@@ -450,10 +500,10 @@ class MultiSWAGBase(BaseEstimator):
                     zip(groups, group_device, stacks, strict=True)
                 )
             )
-        merged = merge_groups(results)
-        if kept:  # warm start: the particles fitted before come first
-            merged = self._with_fitted_particles(merged)
+        return merge_groups(results)
 
+    def _set_fitted_particles(self, merged, plan, seeds, root, kept) -> None:
+        """The fitted state that the trained particles define."""
         self.particles_ = merged["stack"]
         self._network = plan.network_spec()  # what rebuilds particles_ on load
         self.swag_mean_ = merged["mean"]
@@ -461,29 +511,38 @@ class MultiSWAGBase(BaseEstimator):
         self.swag_deviations_ = merged["deviations"]
         self.n_snapshots_ = merged["n_snapshots"]
         self.train_loss_ = merged["train_loss"]
-        self.history_ = _history(merged["history"])
+        history = merged["history"]
+        epochs = np.arange(1, history["train_loss"].shape[1] + 1)
+        self.history_ = {"epoch": epochs, **history}
         self._diverged = warn_exploded(self.history_, first=kept)
         self.pretrain_epochs_ = merged["pretrain_epochs"]
         self.particle_seeds_ = seeds
         self._root_seed = root
-        self._fingerprint = fingerprint
         self.n_params_ = self.particles_.n_params
         # What prediction uses is fixed here: set_params after fit changes no
         # prediction.
         self.n_samples_ = int(self.n_samples) if self.swag_epochs > 0 else 1
         self.scale_ = float(self.scale) if self.swag_epochs > 0 else 0.0
+
+    def _set_fitted_rows(self, fingerprint, root, X_train, train_weights) -> None:
+        """The fitted state that the training rows define."""
+        self._fingerprint = fingerprint
         self.bn_update_X_ = _bn_update_rows(
             X_train,
             self.bn_update_rows if self.particles_.has_batch_norm else 0,
             derived_rng(root, BN_ROWS_STREAM),
-            weights[train],
+            train_weights,
         )
         self._bn_batch_size = self.batch_size
-        self.n_train_samples_ = len(train)
-        return train, held_out
+        self.n_train_samples_ = len(X_train)
 
-    def _kept_particles(self, fingerprint: str) -> int:
-        """How many fitted particles a warm start keeps (0 for a fresh fit)."""
+    def _kept_particles(self, fingerprint: str, X, y, weights) -> int:
+        """How many fitted particles a warm start keeps (0 for a fresh fit).
+
+        ``fingerprint`` is the digest of the data ``X, y, weights``
+        (:func:`~sklearn_swag._rows._fingerprint`); a warm start needs the
+        data fitted before.
+        """
         if not self.warm_start or "swag_mean_" not in vars(self):
             return 0
         kept = len(self.swag_mean_)
@@ -493,7 +552,7 @@ class MultiSWAGBase(BaseEstimator):
                 f"{self.n_models} must be at least that; set warm_start=False to "
                 "fit fewer."
             )
-        if fingerprint != vars(self).get("_fingerprint"):
+        if not _same_data(vars(self).get("_fingerprint"), fingerprint, X, y, weights):
             raise ValueError(
                 "warm_start=True adds particles to a fit on the same data, but "
                 "these data differ from the data fitted before; set "
@@ -510,22 +569,17 @@ class MultiSWAGBase(BaseEstimator):
                 f"ones hold {new_k} deviations, the fitted {old_k}; keep rank, "
                 "swag_epochs and swag_every, or set warm_start=False."
             )
-        joined = {
-            "stack": ParticleStack.concatenate([self.particles_, new["stack"]]),
-            "mean": np.concatenate([self.swag_mean_, new["mean"]]),
-            "sq_mean": np.concatenate([self.swag_sq_mean_, new["sq_mean"]]),
-            "deviations": np.concatenate([self.swag_deviations_, new["deviations"]]),
-            "n_snapshots": np.concatenate([self.n_snapshots_, new["n_snapshots"]]),
-            "train_loss": np.concatenate([self.train_loss_, new["train_loss"]]),
-            "pretrain_epochs": np.concatenate(
-                [self.pretrain_epochs_, new["pretrain_epochs"]]
-            ),
+        fitted = {
+            "stack": self.particles_,
+            "mean": self.swag_mean_,
+            "sq_mean": self.swag_sq_mean_,
+            "deviations": self.swag_deviations_,
+            "n_snapshots": self.n_snapshots_,
+            "train_loss": self.train_loss_,
+            "pretrain_epochs": self.pretrain_epochs_,
+            "history": {k: v for k, v in self.history_.items() if k != "epoch"},
         }
-        old_history = {k: v for k, v in self.history_.items() if k != "epoch"}
-        joined["history"] = join_histories(
-            [old_history, new["history"]], [len(self.swag_mean_), len(new["mean"])]
-        )
-        return joined
+        return merge_groups([fitted, new])
 
     def _stops_early(self) -> bool:
         if self.early_stopping == "auto":
@@ -544,30 +598,10 @@ class MultiSWAGBase(BaseEstimator):
                 "pretrain_epochs + swag_epochs must be at least 1, got "
                 f"{self.pretrain_epochs} + {self.swag_epochs}."
             )
-        unknown = set(self._params_for("iterator_train")) - set(_ITERATOR_KEYS)
-        if unknown:
-            raise ValueError(
-                f"Unknown iterator_train parameter(s) {sorted(unknown)}: the "
-                f"particle batches accept {list(_ITERATOR_KEYS)}."
-            )
-        from skorch import NeuralNet
+        _check_parts(
+            type(self).__name__, self.module, self.criterion, self._routed_params()
+        )
 
-        if isinstance(self.module, NeuralNet):
-            raise TypeError(
-                "module is a skorch net; build the estimator with "
-                f"{type(self).__name__}.from_skorch(net, ...) to take its module, "
-                "optimizer, criterion, learning rate, epochs and callbacks."
-            )
-        for name in ("module", "criterion"):
-            part = getattr(self, name)
-            if isinstance(part, torch.nn.Module) and self._params_for(name):
-                raise ValueError(
-                    f"{name}__* parameters need `{name}` to be a class"
-                    f"{' (or None)' if name == 'module' else ''}; an instance is "
-                    "used as it is."
-                )
-
-    # -- prediction -------------------------------------------------------------------
     # -- prediction -------------------------------------------------------------------
     def _validated(self, X):
         check_is_fitted(self)
@@ -654,192 +688,4 @@ class MultiSWAGBase(BaseEstimator):
             X=X,
             **self._posterior(),
             **kwargs,
-        )
-
-
-def as_float32(values: np.ndarray, name: str) -> np.ndarray:
-    """``values`` as float32 (no copy if they are), or a clear error.
-
-    The networks compute in float32: a value beyond its range (about 3.4e38)
-    would become infinite and every prediction would fail, so it is refused
-    here, naming the columns.
-    """
-    if values.dtype != np.float32:
-        big = np.abs(values) > np.finfo(np.float32).max
-        if big.any():
-            columns = np.flatnonzero(big.reshape(len(values), -1).any(axis=0))
-            raise ValueError(
-                f"{name} has values beyond the float32 range (|value| > 3.4e38) in "
-                f"column(s) {columns[:10].tolist()}; the networks compute in "
-                "float32. Rescale these columns (for example with StandardScaler "
-                "in a Pipeline) or divide them by a constant."
-            )
-    return values.astype(np.float32, copy=False)
-
-
-def _validation_split(
-    X: np.ndarray,
-    fraction: float,
-    rng: np.random.Generator,
-    weights: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Training and held-out rows, about ``fraction`` of the weight held out.
-
-    Rows with identical features are kept on one side: a copy of a training
-    row is no new data, and holding it out would make the noise look smaller
-    than it is. Groups of identical rows are held out in random order until
-    at least ``fraction`` of the total weight (of the rows, without weights)
-    is.
-    """
-    n_rows = len(X)
-    if fraction == 0:
-        return np.arange(n_rows), np.arange(0)
-    weights = np.ones(n_rows) if weights is None else np.asarray(weights, float)
-    _, group = np.unique(X, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    n_groups = int(group.max()) + 1
-    sizes = np.bincount(group, weights=weights, minlength=n_groups)
-    order = rng.permutation(n_groups)
-    wanted = fraction * weights.sum()
-    n_taken = int(np.searchsorted(np.cumsum(sizes[order]), wanted) + 1)
-    if n_taken >= n_groups:
-        raise ValueError(
-            f"validation_fraction={fraction} holds out at least "
-            f"{int(np.ceil(fraction * n_rows))} of n_samples={n_rows} row(s) "
-            f"({n_groups} distinct), which leaves no row to train on; lower "
-            "validation_fraction or set it to 0."
-        )
-    held = np.isin(group, order[:n_taken])
-    return np.flatnonzero(~held), np.flatnonzero(held)
-
-
-def _weighs_rows(criterion, routed: dict) -> bool:
-    """Whether the criterion can weight rows (it has elementwise values)."""
-    if isinstance(criterion, type):
-        try:
-            criterion = criterion(**routed)
-        except Exception:  # noqa: BLE001 - fit reports a bad criterion later
-            return False
-    return elementwise_loss(criterion) is not None
-
-
-def _merge_identical_rows(
-    X: np.ndarray, y: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One row per distinct ``(x, y)``, with the summed weight; weight 0 dropped.
-
-    The rows come out sorted, so the training set does not depend on the
-    order of the input rows either.
-    """
-    rows = np.concatenate([X.astype(np.float64), y], axis=1)
-    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
-    summed = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(unique))
-    keep = summed > 0
-    n_features = X.shape[1]
-    return (
-        unique[keep, :n_features].astype(np.float32),
-        unique[keep, n_features:],
-        summed[keep],
-    )
-
-
-def _fingerprint(X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> str:
-    """A digest of the training data, to tell a warm start the data are the same."""
-    digest = hashlib.sha256()
-    for array in (X, y, weights):
-        digest.update(str(array.shape).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def _checked_callbacks(callbacks, swa_lr) -> list:
-    """The user's skorch callbacks, or a clear error before any training."""
-    from skorch.callbacks import Callback, EarlyStopping, LRScheduler
-
-    checked = []
-    for entry in callbacks or ():
-        named = isinstance(entry, tuple) and len(entry) == 2
-        callback = entry[1] if named else entry
-        if (
-            named
-            and not isinstance(entry[0], str)
-            or not isinstance(callback, Callback)
-        ):
-            raise TypeError(
-                "callbacks must hold skorch callbacks or (name, callback) pairs; "
-                f"got {entry!r}."
-            )
-        if isinstance(callback, EarlyStopping):
-            raise ValueError(
-                "skorch's EarlyStopping stops a fit by raising KeyboardInterrupt, "
-                "which stops the whole MultiSWAG fit; leave it out."
-            )
-        if isinstance(callback, LRScheduler) and swa_lr is not None:
-            raise ValueError(
-                "swa_lr sets the learning rate of every epoch, which an "
-                "LRScheduler callback would fight; use one or the other."
-            )
-        checked.append(entry)
-    return checked
-
-
-#: ``swa_lr="auto"``: this many times the share of the training rows in one
-#: batch, at most ``_AUTO_SWA_LR_MAX``. The rate of constant SGD whose iterates
-#: sample a posterior shrinks as batch / rows (Mandt et al. 2017); the factor
-#: was chosen on the UCI benchmark (``benchmarks/bench_uci.py``).
-_AUTO_SWA_LR_FACTOR = 0.1
-_AUTO_SWA_LR_MAX = 0.01
-
-
-def _swa_lr(swa_lr, batch_size: int | None, n_train: int) -> float | None:
-    """The learning rate of the SWAG epochs, with ``"auto"`` resolved."""
-    if swa_lr != "auto":
-        return None if swa_lr is None else float(swa_lr)
-    batch = n_train if batch_size is None else min(batch_size, n_train)
-    return min(_AUTO_SWA_LR_MAX, _AUTO_SWA_LR_FACTOR * batch / n_train)
-
-
-def _with_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Targets with a last column of row weights, as the particle loss reads them."""
-    return np.concatenate([y, weights[:, None].astype(np.float32)], axis=1)
-
-
-def _history(history: dict) -> dict:
-    """The fitted ``history_``: per-particle, per-epoch arrays."""
-    return {"epoch": np.arange(1, history["train_loss"].shape[1] + 1), **history}
-
-
-def _bn_update_rows(
-    X_train: np.ndarray,
-    n_rows: int | None,
-    rng: np.random.Generator,
-    weights: np.ndarray,
-) -> np.ndarray | None:
-    """The training rows on which prediction recomputes BatchNorm statistics.
-
-    In random order, as a shuffled loader would give them: the statistics are
-    averaged over batches of consecutive rows, which in the data's own order
-    (sorted by time or by target, say) would not be samples of it.
-    """
-    if n_rows == 0:
-        return None
-    size = len(X_train) if n_rows is None else min(n_rows, len(X_train))
-    p = weights / weights.sum()
-    return X_train[rng.choice(len(X_train), size=size, replace=False, p=p)]
-
-
-def _check_routed_names(owner: str, params: dict) -> None:
-    bad = [k for k in params if not k.startswith(ROUTED_PREFIXES)]
-    if bad:
-        hints = []
-        for key in bad:
-            for prefix in ROUTED_PREFIXES:
-                stem = prefix[:-2]
-                if key.startswith(stem + "_") and not key.startswith(prefix):
-                    hints.append(
-                        f"did you mean {prefix}{key[len(stem) :].lstrip('_')}?"
-                    )
-        raise InvalidParameterError(
-            f"{owner} got unexpected parameter(s) {sorted(bad)}; routed "
-            f"parameters start with one of {list(ROUTED_PREFIXES)}. " + " ".join(hints)
         )

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ._network.stack import ParticleStack
-from ._training.particles import build_network
+from ._training.routed import build_network
 
 
 class TensorState:

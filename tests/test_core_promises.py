@@ -17,7 +17,7 @@ import torch
 from networks import BatchNormNet, SeedNet
 
 from sklearn_swag import MultiSWAGRegressor
-from sklearn_swag._base import _validation_split
+from sklearn_swag._rows import _validation_split
 from sklearn_swag._training.callbacks import SWAGCollector
 
 
@@ -44,7 +44,7 @@ def test_particle_i_is_the_same_in_a_larger_fit(
 
 def test_held_out_rows_do_not_depend_on_n_models():
     X = np.random.RandomState(0).randn(50, 2)
-    from sklearn_swag._training.particles import SPLIT_STREAM, derived_rng
+    from sklearn_swag._training.seeds import SPLIT_STREAM, derived_rng
 
     first = _validation_split(X, 0.2, derived_rng(7, SPLIT_STREAM))
     again = _validation_split(X, 0.2, derived_rng(7, SPLIT_STREAM))

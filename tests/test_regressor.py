@@ -16,9 +16,9 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor, NormalMixture
-from sklearn_swag._base import _validation_split
+from sklearn_swag._rows import _validation_split
 from sklearn_swag._sklearn_compat import InvalidParameterError
-from sklearn_swag._training.particles import SPLIT_STREAM, derived_rng, root_seed
+from sklearn_swag._training.seeds import SPLIT_STREAM, derived_rng, root_seed
 
 
 class GenericNet(nn.Module):

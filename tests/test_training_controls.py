@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from sklearn_swag import MultiSWAGRegressor, _base
-from sklearn_swag._base import _merge_identical_rows
 from sklearn_swag._network.losses import ParticleLoss
 from sklearn_swag._posterior.noise import held_out_noise_factor
+from sklearn_swag._rows import _merge_identical_rows
 from sklearn_swag._training.callbacks import LearningRatePlan
 
 

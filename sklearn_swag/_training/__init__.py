@@ -1,2 +1,2 @@
-"""The training side: seeds, groups and devices, training one group with skorch,
-the SWAG callbacks and the thread choice."""
+"""The training side: seeds, devices, the training plan, training one group with
+skorch, the SWAG callbacks, the history and the thread choice."""

@@ -12,14 +12,15 @@ from torch import nn
 
 from sklearn_swag._network.build import build_stack
 from sklearn_swag._network.losses import ParticleLoss
-from sklearn_swag._training.callbacks import DivergenceCheck, SWAGCollector
-from sklearn_swag._training.particles import (
-    DATA_SEED,
-    INIT_SEED,
-    TrainingPlan,
-    _GroupNet,
-    fit_group,
+from sklearn_swag._training.callbacks import (
+    DivergenceCheck,
+    LearningRatePlan,
+    SWAGCollector,
 )
+from sklearn_swag._training.group import fit_group
+from sklearn_swag._training.net import _GroupNet
+from sklearn_swag._training.plan import TrainingPlan
+from sklearn_swag._training.seeds import DATA_SEED, INIT_SEED
 
 CPU = torch.device("cpu")
 
@@ -259,3 +260,124 @@ def test_divergence_check_reads_the_criterion_flags(nonfinite, message):
     else:
         with pytest.raises(FloatingPointError, match=message):
             check.on_epoch_end(net)
+
+
+class _Clock:
+    """Stands in for time.perf_counter: each step lasts what the test says."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _run_steps(tuner, clock, seconds_for):
+    """Drive ``tuner`` through steps; ``seconds_for(threads)`` is a step's cost."""
+    tuner.on_batch_begin(None)
+    clock.now += seconds_for(tuner.threads_)
+    tuner.on_batch_end(None)
+
+
+@pytest.fixture
+def tuner_clock(monkeypatch):
+    from sklearn_swag._training.callbacks import ThreadTuner
+    from sklearn_swag._training.threads import ThreadChooser
+
+    clock = _Clock()
+    monkeypatch.setattr("sklearn_swag._training.threads.time.perf_counter", clock)
+    before = torch.get_num_threads()
+    tuner = ThreadTuner(ThreadChooser(2, trial_steps=3, warmup_steps=2, retry_after=10))
+    tuner.initialize()
+    tuner.on_train_begin(None)
+    yield tuner, clock
+    torch.set_num_threads(before)
+
+
+def test_thread_tuner_keeps_more_threads_where_they_pay(tuner_clock):
+    tuner, clock = tuner_clock
+    assert tuner.threads_ == 1 and torch.get_num_threads() == 1
+    for _ in range(20):
+        _run_steps(tuner, clock, lambda threads: 1.0 / threads)
+    assert tuner.threads_ == 2 and torch.get_num_threads() == 2
+    assert tuner.trials_ == [(9, 1.0, 0.5)]
+
+
+def test_thread_tuner_leaves_a_collapse_at_once_and_retries_later(tuner_clock):
+    tuner, clock = tuner_clock
+    threads_seen = []
+    for _ in range(30):
+        _run_steps(tuner, clock, lambda threads: 1.0 if threads == 1 else 100.0)
+        threads_seen.append(tuner.threads_)
+    # Trial at step 5: its first step (thread start-up) is not judged, the
+    # second collapses; the retries come 10, then 20 steps later.
+    assert [step for step, *_ in tuner.trials_] == [7, 18]
+    assert threads_seen.count(2) == 3  # three slow steps in 30
+    assert tuner.threads_ == 1
+
+
+def test_thread_tuner_goes_back_to_one_thread_when_the_machine_gets_busy(tuner_clock):
+    tuner, clock = tuner_clock
+    for _ in range(12):
+        _run_steps(tuner, clock, lambda threads: 1.0 / threads)
+    assert tuner.threads_ == 2
+    _run_steps(tuner, clock, lambda threads: 50.0)  # one slow step: kept
+    assert tuner.threads_ == 2
+    _run_steps(tuner, clock, lambda threads: 1.0 / threads)
+    _run_steps(tuner, clock, lambda threads: 50.0)
+    _run_steps(tuner, clock, lambda threads: 50.0)  # two in a row: back to one
+    assert tuner.threads_ == 1 and torch.get_num_threads() == 1
+
+
+# -- LearningRatePlan -----------------------------------------------------------------
+def _swalr_rates(lr, swa_lr, start_epoch, anneal_epochs, n_epochs):
+    """Each epoch's rate with torch's SWALR built at the first SWAG epoch and
+    stepped before every SWAG epoch."""
+    import warnings
+
+    from torch.optim.swa_utils import SWALR
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler, rates = None, []
+    for epoch in range(1, n_epochs + 1):
+        if epoch == start_epoch + 1:
+            scheduler = SWALR(optimizer, swa_lr, anneal_epochs, "cos")
+        if scheduler is not None and anneal_epochs > 0:
+            with warnings.catch_warnings():  # a step before the optimizer's
+                warnings.simplefilter("ignore", UserWarning)
+                scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+    return rates
+
+
+@pytest.mark.parametrize(
+    "lr, swa_lr, start_epoch, anneal_epochs",
+    [(0.1, 0.02, 3, 4), (0.01, 0.05, 0, 1), (3e-4, 1e-3, 5, 0), (1.0, 0.02, 2, 7)],
+)
+def test_learning_rate_plan_is_swalrs_cosine(lr, swa_lr, start_epoch, anneal_epochs):
+    n_epochs = start_epoch + anneal_epochs + 3
+    plan = LearningRatePlan(lr, swa_lr, start_epoch, anneal_epochs)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    net = SimpleNamespace(history=[], optimizer_=optimizer)
+    rates = []
+    for _ in range(n_epochs):
+        net.history.append({})  # skorch opens the epoch before on_epoch_begin
+        plan.on_epoch_begin(net)
+        rates.append(optimizer.param_groups[0]["lr"])
+    # lr, then SWALR's cosine for anneal_epochs epochs, then swa_lr
+    weights = [
+        (1 - math.cos(math.pi * k / anneal_epochs)) / 2
+        for k in range(1, anneal_epochs + 1)
+    ]
+    expected = (
+        [lr] * start_epoch
+        + [lr + (swa_lr - lr) * w for w in weights]
+        + [swa_lr] * (n_epochs - start_epoch - anneal_epochs)
+    )
+    assert rates == expected
+    assert_allclose(
+        rates,
+        _swalr_rates(lr, swa_lr, start_epoch, anneal_epochs, n_epochs),
+        rtol=1e-14,
+    )

@@ -94,3 +94,16 @@ def test_prediction_leaves_the_thread_count_as_it_was(regression_data, fast_para
         )
     finally:
         torch.set_num_threads(before)
+
+
+def test_threads_are_restored_after_a_block():
+    from sklearn_swag._training.threads import threads_restored
+
+    before = torch.get_num_threads()
+    with threads_restored():
+        torch.set_num_threads(1)
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), threads_restored():
+        torch.set_num_threads(1)
+        raise RuntimeError
+    assert torch.get_num_threads() == before

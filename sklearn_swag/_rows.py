@@ -1,0 +1,193 @@
+"""The training rows, as the particles see them.
+
+The inputs as float32 (:func:`as_float32`), identical rows merged into one of
+their summed weight (:func:`_merge_identical_rows`), the held-out split
+(:func:`_validation_split`), the row weights as a last target column
+(:func:`_with_weights`), the rows on which prediction recomputes BatchNorm
+statistics (:func:`_bn_update_rows`), and the digest by which a warm start
+knows the data again (:func:`_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import joblib
+import numpy as np
+
+from ._network.losses import elementwise_loss
+
+
+def as_float32(values: np.ndarray, name: str) -> np.ndarray:
+    """``values`` as float32 (no copy if they are), or a clear error.
+
+    The networks compute in float32: a value beyond its range (about 3.4e38)
+    would become infinite and every prediction would fail, so it is refused
+    here, naming the columns.
+    """
+    if values.dtype != np.float32:
+        big = np.abs(values) > np.finfo(np.float32).max
+        if big.any():
+            columns = np.flatnonzero(big.reshape(len(values), -1).any(axis=0))
+            raise ValueError(
+                f"{name} has values beyond the float32 range (|value| > 3.4e38) in "
+                f"column(s) {columns[:10].tolist()}; the networks compute in "
+                "float32. Rescale these columns (for example with StandardScaler "
+                "in a Pipeline) or divide them by a constant."
+            )
+    return values.astype(np.float32, copy=False)
+
+
+def _weighs_rows(criterion, routed: dict) -> bool:
+    """Whether the criterion can weight rows (it has elementwise values)."""
+    if isinstance(criterion, type):
+        try:
+            criterion = criterion(**routed)
+        except Exception:  # noqa: BLE001 - fit reports a bad criterion later
+            return False
+    return elementwise_loss(criterion) is not None
+
+
+def _merge_identical_rows(
+    X: np.ndarray, y: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per distinct ``(x, y)``, with the summed weight; weight 0 dropped.
+
+    The rows come out sorted, so the training set does not depend on the
+    order of the input rows either.
+    """
+    rows = np.concatenate([X.astype(np.float64), y], axis=1)
+    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+    summed = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(unique))
+    keep = summed > 0
+    n_features = X.shape[1]
+    return (
+        unique[keep, :n_features].astype(np.float32),
+        unique[keep, n_features:],
+        summed[keep],
+    )
+
+
+def _validation_split(
+    X: np.ndarray,
+    fraction: float,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out rows, about ``fraction`` of the weight held out.
+
+    Rows with identical features are kept on one side: a copy of a training
+    row is no new data, and holding it out would make the noise look smaller
+    than it is. Groups of identical rows are held out in random order until
+    at least ``fraction`` of the total weight (of the rows, without weights)
+    is.
+    """
+    n_rows = len(X)
+    if fraction == 0:
+        return np.arange(n_rows), np.arange(0)
+    weights = np.ones(n_rows) if weights is None else np.asarray(weights, float)
+    _, group = np.unique(X, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    n_groups = int(group.max()) + 1
+    sizes = np.bincount(group, weights=weights, minlength=n_groups)
+    order = rng.permutation(n_groups)
+    wanted = fraction * weights.sum()
+    n_taken = int(np.searchsorted(np.cumsum(sizes[order]), wanted) + 1)
+    if n_taken >= n_groups:
+        raise ValueError(
+            f"validation_fraction={fraction} holds out at least "
+            f"{int(np.ceil(fraction * n_rows))} of n_samples={n_rows} row(s) "
+            f"({n_groups} distinct), which leaves no row to train on; lower "
+            "validation_fraction or set it to 0."
+        )
+    held = np.isin(group, order[:n_taken])
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _with_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Targets with a last column of row weights, as the particle loss reads them."""
+    return np.concatenate([y, weights[:, None].astype(np.float32)], axis=1)
+
+
+def _training_rows(
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    train: np.ndarray,
+    held_out: np.ndarray,
+    weighted: bool,
+    early_stopping: bool,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The rows and targets the particles train on, and the held-out ones.
+
+    With ``weighted``, the row weights, scaled to a mean of 1 on the training
+    rows, travel as a last target column (:func:`_with_weights`).
+
+    Returns
+    -------
+    X_train, y_train : ndarray
+        The training rows and their targets.
+    validation : tuple of ndarray or None
+        The held-out rows and their targets, for early stopping; None
+        without ``early_stopping``.
+    """
+    X_train, y_fit = X[train], y[train]
+    y_val = y[held_out]
+    if weighted:
+        scale = weights[train].mean()
+        y_fit = _with_weights(y_fit, weights[train] / scale)
+        y_val = _with_weights(y_val, weights[held_out] / scale)
+    validation = (X[held_out], y_val) if early_stopping else None
+    return X_train, y_fit, validation
+
+
+def _bn_update_rows(
+    X_train: np.ndarray,
+    n_rows: int | None,
+    rng: np.random.Generator,
+    weights: np.ndarray,
+) -> np.ndarray | None:
+    """The training rows on which prediction recomputes BatchNorm statistics.
+
+    In random order, as a shuffled loader would give them: the statistics are
+    averaged over batches of consecutive rows, which in the data's own order
+    (sorted by time or by target, say) would not be samples of it.
+    """
+    if n_rows == 0:
+        return None
+    size = len(X_train) if n_rows is None else min(n_rows, len(X_train))
+    p = weights / weights.sum()
+    return X_train[rng.choice(len(X_train), size=size, replace=False, p=p)]
+
+
+def _fingerprint(X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> str:
+    """A digest of the training data, to tell a warm start the data are the same.
+
+    The arrays are made C-contiguous first: :func:`joblib.hash` tells memory
+    layouts apart, and the same values in another layout are the same data.
+    """
+    return joblib.hash([np.ascontiguousarray(a) for a in (X, y, weights)])
+
+
+def _same_data(
+    saved: str | None,
+    fingerprint: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+) -> bool:
+    """Whether ``saved``, a fitted model's digest, is that of these data.
+
+    ``fingerprint`` is their digest (:func:`_fingerprint`).
+    A model saved before :func:`_fingerprint` used :func:`joblib.hash` holds
+    the SHA-256 digest of the arrays' shapes and bytes (64 hex digits), which
+    is compared as it was made, so that a warm start of such a model still
+    knows its data.
+    """
+    if saved is None or len(saved) != 64:
+        return saved == fingerprint
+    digest = hashlib.sha256()
+    for array in (X, y, weights):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return saved == digest.hexdigest()

@@ -1,0 +1,172 @@
+"""The skorch net of one training run of a group, and its callbacks.
+
+A group of particles trains as one :class:`~sklearn_swag.ParticleStack`, the
+module of a skorch net (:class:`_GroupNet`) that feeds it per-particle
+mini-batches. :func:`_callbacks` puts together what watches a run: the
+divergence check, the learning-rate plan, the SWAG collector, the history,
+early stopping, the user's callbacks, the progress bar and the thread choice.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+
+from .._network.stack import ParticleStack
+from .batches import ParticleBatches, training_batches
+from .callbacks import (
+    DivergenceCheck,
+    EpochProgress,
+    LearningRatePlan,
+    PretrainingMonitor,
+    SWAGCollector,
+    ThreadTuner,
+    TrainingHistory,
+)
+from .optimizers import _fast_optimizer_kwargs
+from .plan import TrainingPlan
+from .threads import ThreadChooser
+
+
+class _Interrupted(BaseException):
+    """A ``KeyboardInterrupt`` on its way past skorch, which would swallow it."""
+
+
+class _GroupNet(NeuralNet):
+    """A skorch net that trains one particle stack.
+
+    Compared with a plain ``NeuralNet`` it has no default callbacks (the
+    timer, the loss scorers and the printed log cost more than a tiny
+    network's step), it feeds batches through :class:`ParticleBatches`, and
+    Ctrl-C stops the fit instead of ending training early with a
+    half-trained model (skorch's ``partial_fit`` catches
+    ``KeyboardInterrupt``).
+    """
+
+    def get_default_callbacks(self):
+        return []
+
+    def fit_loop(self, *args, **kwargs):
+        try:
+            return super().fit_loop(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted from exc
+
+    def predict(self, X):
+        """The mean over the group's particles, in the units the networks learn.
+
+        What a user's scoring callback (``EpochScoring``) gets from
+        ``net.predict``: one prediction per row, as from a single network.
+        """
+        X = getattr(X, "X", X)  # a skorch Dataset
+        X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device)
+        stack = self.module_
+        training = stack.training
+        try:
+            with torch.no_grad():
+                out = stack.eval()(X_t).mean(dim=0)
+        finally:
+            stack.train(training)
+        out = out.cpu().numpy()
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def get_iterator(self, dataset, training=False):
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        if batch_size in (None, -1):
+            batch_size = len(dataset)
+        return ParticleBatches(
+            dataset,
+            batch_size,
+            self.particle_generators_,
+            merge_single_row=self.module_.normalises_batches,
+            **kwargs,
+        )
+
+
+def _callbacks(
+    plan: TrainingPlan,
+    stack: ParticleStack,
+    n_rows: int,
+    particle_ids: np.ndarray,
+    swag_start: int,
+    own_threads: bool = True,
+    monitor: PretrainingMonitor | None = None,
+    progress: EpochProgress | None = None,
+) -> tuple[list, TrainingHistory, SWAGCollector | None]:
+    """The callbacks of one training run of a group.
+
+    ``swag_start`` epochs of pretraining come first, then SWAG epochs until
+    the run ends. With ``monitor`` (early stopping) the run is pretraining
+    alone: no snapshots, and the monitor right after the history, so that the
+    epoch it ends is recorded.
+
+    Returns
+    -------
+    callbacks : list
+    history : TrainingHistory
+    collector : SWAGCollector or None
+        None with ``monitor``.
+    """
+    steps_per_epoch = len(
+        training_batches(
+            n_rows,
+            plan.batch_size,
+            bool(plan.iterator_kwargs.get("drop_last", False)),
+            stack.normalises_batches,
+        )
+    )
+    callbacks: list = [("divergence", DivergenceCheck(list(map(int, particle_ids))))]
+    if plan.swa_lr is not None:
+        rates = LearningRatePlan(plan.lr, plan.swa_lr, swag_start, plan.anneal_epochs)
+        callbacks.append(("learning_rate", rates))
+    collector = None
+    if monitor is None:
+        collector = SWAGCollector(
+            start_epoch=swag_start,
+            rank=plan.rank,
+            deviation_dtype=getattr(torch, plan.deviation_dtype),
+            every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
+        )
+        callbacks.append(("swag", collector))
+    history = TrainingHistory(swag_start)
+    callbacks.append(("history", history))
+    if monitor is not None:
+        callbacks.append(("early_stopping", monitor))
+    # The user's callbacks, a copy for every group: after the SWAG collection
+    # (so a learning-rate scheduler steps after the epoch it ran).
+    callbacks += [copy.deepcopy(cb) for cb in plan.callbacks]
+    if progress is not None:
+        callbacks.append(("progress", progress))
+    # Never more threads than this process allows (OMP_NUM_THREADS, a loky
+    # worker's share, the user's torch.set_num_threads).
+    threads = min(plan.threads_for(len(particle_ids), n_rows), torch.get_num_threads())
+    on_cpu = next(stack.parameters()).device.type == "cpu"
+    if on_cpu and own_threads and threads > 1:
+        callbacks.append(("threads", ThreadTuner(ThreadChooser(threads))))
+    return callbacks, history, collector
+
+
+def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
+    """The skorch net of one training run of a group, with a fresh optimizer."""
+    return _GroupNet(
+        module=stack,
+        criterion=criterion,
+        optimizer=plan.optimizer,
+        lr=plan.lr,
+        max_epochs=epochs,
+        batch_size=-1 if plan.batch_size is None else plan.batch_size,
+        train_split=None,
+        callbacks=callbacks,
+        device=device,
+        **{
+            f"optimizer__{k}": v
+            for k, v in _fast_optimizer_kwargs(
+                plan.optimizer, plan.optimizer_kwargs, device
+            ).items()
+        },
+        **{f"iterator_train__{k}": v for k, v in plan.iterator_kwargs.items()},
+    )
