@@ -15,7 +15,7 @@ import types
 
 #: Each former module and the modules that now hold its names, in search order.
 MOVED: dict[str, tuple[str, ...]] = {
-    "_lowering": ("_network.lowering",),
+    "_lowering": ("_network.lowering.network", "_network.lowering.values"),
     "_stacking": (
         "_network.stack",
         "_network.evaluators",

@@ -29,9 +29,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.dropout import _DropoutNd
 
+from .._torch_compat import BatchNormBase, DropoutBase
 from .lowering import LoweringError, lower
 
 
@@ -107,7 +106,7 @@ class _SkeletonEvaluator:
         self.skeleton.train(mode != "eval")
         if mode == "refresh":  # normalisation statistics, without dropout
             for module in self.skeleton.modules():
-                if isinstance(module, _DropoutNd):
+                if isinstance(module, DropoutBase):
                     module.eval()
         self._mode = mode
 
@@ -121,7 +120,7 @@ class _SkeletonEvaluator:
         momenta = {}
         if mode == "refresh":  # cumulative averages, as SWAG's bn_update
             for module in self.skeleton.modules():
-                if isinstance(module, _BatchNorm):
+                if isinstance(module, BatchNormBase):
                     momenta[module] = module.momentum
                     module.momentum = None
         try:

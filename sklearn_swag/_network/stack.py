@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import stack_module_state
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from .._torch_compat import BatchNormBase
 from .evaluators import _as_particle_output, _make_evaluator
 from .inference import StackInference
 
@@ -407,14 +407,14 @@ class ParticleStack(nn.Module):
 
 def uses_batch_norm(module: nn.Module) -> bool:
     """Whether ``module`` has a ``BatchNorm`` layer (with running statistics or not)."""
-    return any(isinstance(m, _BatchNorm) for m in module.modules())
+    return any(isinstance(m, BatchNormBase) for m in module.modules())
 
 
 def _refresh_values(module: nn.Module, buffer_names: list[str]) -> dict[int, float]:
     """Index and starting value of every buffer a statistics refresh recomputes."""
     names = {}
     for prefix, sub in module.named_modules():
-        if isinstance(sub, _BatchNorm) and sub.track_running_stats:
+        if isinstance(sub, BatchNormBase) and sub.track_running_stats:
             for name, value in _BN_BUFFERS.items():
                 names[f"{prefix}.{name}" if prefix else name] = value
     return {i: names[n] for i, n in enumerate(buffer_names) if n in names}

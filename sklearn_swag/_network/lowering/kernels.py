@@ -1,0 +1,384 @@
+"""The batched kernels: what the compiled graphs call at run time.
+
+Each evaluates one layer for ``M`` copies at once, on a tensor whose leading
+axis is the particle axis (a "batched" tensor) or on one tensor shared by
+every copy (``shared``). Each takes plain values (tensors, numbers, tuples,
+strings), so that the generated code needs no object it cannot print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# -- broadcasting against the particle axis ----------------------------------------
+
+
+def particles(t: torch.Tensor, m: int) -> torch.Tensor:
+    """A shared tensor as ``M`` identical copies, without copying it."""
+    return t.expand(m, *t.shape)
+
+
+def prepend(m: int, shape: Sequence[int]) -> tuple[int, ...]:
+    """A shape of each copy as the shape of the stacked tensor."""
+    return (m, *shape)
+
+
+def lift(t: torch.Tensor, peers: tuple[tuple[Any, bool], ...]) -> torch.Tensor:
+    """Insert axes after the particle axis of ``t`` to broadcast with ``peers``.
+
+    ``peers`` are the other operands, each with whether it is batched.
+    """
+    rank = max((p.ndim - b for p, b in peers if isinstance(p, torch.Tensor)), default=0)
+    missing = rank - (t.ndim - 1)
+    if missing > 0:
+        return t[(slice(None),) + (None,) * missing]
+    return t
+
+
+def expand(t: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """Each copy's ``expand(*sizes)``, new dims after the particle axis."""
+    missing = len(sizes) - (t.ndim - 1)
+    if missing < 0:
+        raise ValueError("expand to fewer dimensions than the tensor has")
+    if missing:
+        t = t[(slice(None),) + (None,) * missing]
+    return t.expand(-1, *sizes)
+
+
+def squeeze_all(x: torch.Tensor) -> torch.Tensor:
+    """Each copy's ``squeeze()``: the particle axis is kept even for one copy."""
+    return x.squeeze(tuple(d for d in range(1, x.ndim) if x.shape[d] == 1))
+
+
+def reduce_all(x: torch.Tensor, name: str, kwargs: dict) -> torch.Tensor:
+    """A reduction over every dimension of each copy."""
+    if x.ndim < 2:
+        raise ValueError(f"cannot reduce ({name}) a value with no dimensions")
+    return getattr(x, name)(dim=tuple(range(1, x.ndim)), **kwargs)
+
+
+# -- layers with weights ---------------------------------------------------------
+
+
+def linear(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    shared: bool,
+) -> torch.Tensor:
+    """Stacked ``nn.Linear`` on inputs of any number of dimensions.
+
+    ``weight`` is ``(M, out, in)``, ``bias`` ``(M, out)``; ``h`` is
+    ``(..., in)`` when ``shared``, else ``(M, ..., in)``. The leading dims of
+    each copy become rows for :func:`linear_rows`.
+    """
+    m, n_out, n_in = weight.shape
+    if h.ndim - (not shared) == 2:
+        return linear_rows(h, weight, bias, shared, shared and n_in == 1)
+    lead = h.shape[:-1] if shared else h.shape[1:-1]
+    h = h.reshape(-1, n_in) if shared else h.reshape(m, -1, n_in)
+    return linear_rows(h, weight, bias, shared, False).view(m, *lead, n_out)
+
+
+def linear_rows(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    shared: bool,
+    outer: bool,
+) -> torch.Tensor:
+    """Stacked ``nn.Linear`` on rows: ``(N, in)`` shared, or ``(M, N, in)``.
+
+    One batched matrix product, or with ``outer`` (one shared feature) an
+    outer product, which is faster. The result is ``(M, N, out)``. The branches
+    depend on Python values only, so that the lowering can emit these
+    operations into its graph by calling this function on proxies.
+    """
+    wt = weight.transpose(1, 2)
+    if outer:
+        h = h.unsqueeze(0)
+        return h * wt if bias is None else torch.addcmul(bias.unsqueeze(1), h, wt)
+    if shared:
+        h = h.expand(weight.size(0), -1, -1)
+    if bias is None:
+        return torch.bmm(h, wt)
+    return torch.baddbmm(bias.unsqueeze(1), h, wt)
+
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def conv(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    shared: bool,
+    dims: int,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...] | str,
+    dilation: tuple[int, ...],
+    groups: int,
+    pad: tuple[int, ...] | None,
+    pad_mode: str,
+) -> torch.Tensor:
+    """Stacked convolution: the particle axis folded into the channels.
+
+    The result is ``(M, N, C_out, ...)`` as a view of a ``(N, M, C_out, ...)``
+    tensor, which is what the next convolution folds again without a copy.
+    """
+    conv_nd = _CONV[dims]
+    m = weight.shape[0]
+    if h.ndim != dims + 3 - shared:
+        raise ValueError(
+            f"conv{dims}d of each copy expects inputs with {dims + 2} "
+            f"dimensions, got {h.ndim - (not shared)}."
+        )
+    flat_bias = None if bias is None else bias.reshape(-1)
+    flat_weight = weight.reshape(-1, *weight.shape[2:])
+    if shared and groups == 1:
+        # one ordinary convolution with the filters of every copy side by side
+        if pad is not None:
+            h = F.pad(h, pad, mode=pad_mode)
+        out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, 1)
+    else:
+        if shared:
+            h = h.expand(m, *h.shape)
+        n = h.shape[1]
+        h = h.transpose(0, 1).reshape(n, -1, *h.shape[3:])
+        if pad is not None:
+            h = F.pad(h, pad, mode=pad_mode)
+        out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, m * groups)
+    return out.view(out.shape[0], m, -1, *out.shape[2:]).transpose(0, 1)
+
+
+def embedding(
+    idx: torch.Tensor,
+    weight: torch.Tensor,
+    shared: bool,
+    padding_idx: int | None,
+) -> torch.Tensor:
+    """Stacked ``nn.Embedding``: copy ``m`` looks its indices up in ``weight[m]``."""
+    m, n_rows, dim = weight.shape
+    if padding_idx is not None:  # that row gets no gradient, as in torch
+        rows = torch.arange(n_rows, device=weight.device) == padding_idx
+        weight = torch.where(rows.unsqueeze(1), weight.detach(), weight)
+    if shared:
+        out = weight.index_select(1, idx.reshape(-1))
+        return out.view(m, *idx.shape, dim)
+    offsets = torch.arange(m, device=idx.device) * n_rows
+    idx = idx + offsets.view(m, *(1,) * (idx.ndim - 1))
+    return F.embedding(idx, weight.reshape(m * n_rows, dim))
+
+
+def prelu(h: torch.Tensor, weight: torch.Tensor, shared: bool) -> torch.Tensor:
+    """Stacked ``nn.PReLU``: one slope, or one per channel (dim 1), per copy."""
+    m, c = weight.shape
+    rank = h.ndim - (not shared)
+    if c == 1:
+        slope = weight.view(m, *(1,) * rank)
+    elif rank >= 2:
+        slope = weight.view(m, 1, c, *(1,) * (rank - 2))
+    else:
+        raise ValueError("PReLU with several parameters needs a channel dim.")
+    return torch.where(h >= 0, h, slope * h)
+
+
+# -- normalisation -----------------------------------------------------------------
+
+
+def affine(
+    out: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    shape: tuple[int, ...],
+) -> torch.Tensor:
+    """``out * weight + bias``, each viewed as ``shape`` to broadcast with ``out``.
+
+    Either may be None; with neither, ``out`` itself.
+    """
+    if weight is None:
+        return out if bias is None else out + bias.view(shape)
+    if bias is None:
+        return out * weight.view(shape)
+    return torch.addcmul(bias.view(shape), out, weight.view(shape))
+
+
+def layer_norm(
+    h: torch.Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    shared: bool,
+) -> torch.Tensor:
+    """Stacked ``nn.LayerNorm``: each copy's weight and bias over the last dims."""
+    out = F.layer_norm(h, normalized_shape, None, None, eps)
+    ref = weight if weight is not None else bias
+    if ref is None:
+        return out
+    ones = (1,) * (out.ndim - len(normalized_shape) - (not shared))
+    return affine(out, weight, bias, (ref.shape[0], *ones, *ref.shape[1:]))
+
+
+def group_norm(
+    h: torch.Tensor,
+    groups: int,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    m: int,
+) -> torch.Tensor:
+    """Stacked ``GroupNorm``: the particle axis folded into the rows."""
+    if h.ndim < 3:
+        raise ValueError("GroupNorm of each copy expects (N, C, ...) inputs.")
+    out = F.group_norm(h.flatten(0, 1), groups, None, None, eps).view(h.shape)
+    return affine(out, weight, bias, (m, 1, h.shape[2]) + (1,) * (h.ndim - 3))
+
+
+def batch_norm(
+    h: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    count: torch.Tensor | None,
+    eps: float,
+    momentum: float,
+    batch_stats: bool,
+    update: bool,
+    cumulative: bool,
+) -> torch.Tensor:
+    """Stacked ``BatchNorm``: every copy with its own statistics.
+
+    ``h`` is ``(M, N, C, ...)``. The particle axis is folded into the channels
+    and torch's own kernel normalises the ``M * C`` channels, so outputs and
+    gradients are those of each copy's ``BatchNorm`` to the last bit (a
+    re-derived normalisation would differ by round-off, which Adam amplifies
+    where a gradient is zero in exact arithmetic, as for the bias of a layer
+    before ``BatchNorm``). With ``batch_stats`` each copy is normalised by its
+    own batch statistics; with ``update`` the running statistics (``(M, C)``)
+    and counts (``(M,)``) are updated in place, by ``momentum`` or, with
+    ``cumulative``, as cumulative averages.
+    """
+    m, n, c = h.shape[:3]
+    spatial = h.shape[3:]
+    folded = h.transpose(0, 1).reshape(n, m * c, *spatial)
+    w = None if weight is None else weight.reshape(-1)
+    b = None if bias is None else bias.reshape(-1)
+    if not batch_stats:
+        out = F.batch_norm(
+            folded, running_mean.view(-1), running_var.view(-1), w, b, False, 0.0, eps
+        )
+        return out.view(n, m, c, *spatial).transpose(0, 1)
+    if folded.numel() // (m * c) <= 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got "
+            f"input size {tuple(h.shape[1:])} for each copy."
+        )
+    native = (
+        update
+        and not cumulative
+        and running_mean.is_contiguous()
+        and running_var.is_contiguous()
+    )
+    if native:  # torch updates the running statistics itself
+        with torch.no_grad():
+            count.add_(1)
+        out = F.batch_norm(
+            folded,
+            running_mean.view(-1),
+            running_var.view(-1),
+            w,
+            b,
+            True,
+            momentum,
+            eps,
+        )
+    else:
+        out = F.batch_norm(folded, None, None, w, b, True, 0.0, eps)
+    if update and not native:
+        _update_statistics(
+            folded, running_mean, running_var, count, momentum, cumulative
+        )
+    return out.view(n, m, c, *spatial).transpose(0, 1)
+
+
+@torch.no_grad()
+def _update_statistics(
+    folded: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    count: torch.Tensor | None,
+    momentum: float,
+    cumulative: bool,
+) -> None:
+    """Update ``(M, C)`` running statistics from ``(N, M * C, ...)`` values."""
+    # Two passes by hand: torch.var_mean over a leading axis is about 25x
+    # slower on a CPU.
+    dims = (0, *range(2, folded.ndim))
+    mean = folded.mean(dim=dims, keepdim=True)
+    n_values = folded.numel() // mean.numel()
+    var = (folded - mean).square_().sum(dim=dims).div_(n_values - 1)
+    factor: float | torch.Tensor = momentum
+    if count is not None:
+        count.add_(1)
+        if cumulative:
+            factor = count.to(running_mean.dtype).reciprocal().unsqueeze(1)
+    running_mean.lerp_(mean.view(running_mean.shape), factor)
+    running_var.lerp_(var.view(running_var.shape), factor)
+
+
+# -- layers without weights ------------------------------------------------------
+
+
+def dropout(
+    h: torch.Tensor,
+    p: float,
+    shared: bool,
+    generators: Sequence[torch.Generator] | None,
+    m: int,
+) -> torch.Tensor:
+    """Training-mode dropout, each copy's mask from its own generator if given."""
+    if shared:
+        h = h.expand(m, *h.shape)
+    if p >= 1.0:
+        return h * 0.0
+    if generators is None:
+        return F.dropout(h, p, True)
+    if len(generators) != h.shape[0]:
+        raise ValueError(
+            f"Got {len(generators)} generators for {h.shape[0]} weight vectors."
+        )
+    keep = torch.stack(
+        [torch.rand(h.shape[1:], generator=g, device=h.device) for g in generators]
+    ).ge_(p)
+    return h * keep / (1.0 - p)
+
+
+#: The pooling functions, by name (the generated code passes names, not objects).
+POOL_FUNCTIONS = {
+    function.__name__: function
+    for function in (
+        F.max_pool1d,
+        F.max_pool2d,
+        F.avg_pool1d,
+        F.avg_pool2d,
+        F.adaptive_avg_pool1d,
+        F.adaptive_avg_pool2d,
+        F.adaptive_max_pool1d,
+        F.adaptive_max_pool2d,
+    )
+}
+
+
+def pool(h: torch.Tensor, name: str, kwargs: dict) -> torch.Tensor:
+    """A pooling layer of every copy: the particle axis folded into the rows."""
+    if h.transpose(0, 1).is_contiguous():  # the layout a convolution leaves
+        out = POOL_FUNCTIONS[name](h.transpose(0, 1).flatten(0, 1), **kwargs)
+        return out.view(h.shape[1], h.shape[0], *out.shape[1:]).transpose(0, 1)
+    out = POOL_FUNCTIONS[name](h.flatten(0, 1), **kwargs)
+    return out.view(*h.shape[:2], *out.shape[1:])
