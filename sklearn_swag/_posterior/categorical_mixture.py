@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import logsumexp
+from scipy.special import entr, logsumexp
 
 
 def _read_only(array: NDArray) -> NDArray:
@@ -107,7 +107,6 @@ class CategoricalMixture:
         # Renormalised, so that each particle's row is a distribution to the
         # last bit (a mean of float32 softmaxes sums to 1 within rounding).
         log_p = log_p - logsumexp(log_p, axis=-1, keepdims=True)
-        self._particle_log_proba = _read_only(log_p)
         self.particle_proba = _read_only(np.exp(log_p))
         self._particle_entropy = _read_only(np.clip(entropy, 0.0, None))
         mixture = logsumexp(log_p, axis=0) - np.log(self.n_models)
@@ -163,8 +162,8 @@ class CategoricalMixture:
         ndarray of shape (n_points,)
             In nats, between 0 and ``log(n_classes)``.
         """
-        log_p = self._mixture_log_proba
-        return np.clip(-(np.exp(log_p) * log_p).sum(axis=-1), 0.0, None)
+        p = np.exp(self._mixture_log_proba)
+        return np.clip(entr(p).sum(axis=-1), 0.0, None)
 
     def expected_entropy(self) -> NDArray:
         """Aleatoric uncertainty: the mean entropy of the posterior draws.
@@ -197,8 +196,7 @@ class CategoricalMixture:
         -------
         ndarray of shape (n_models, n_points)
         """
-        log_p = self._particle_log_proba
-        return np.clip(-(self.particle_proba * log_p).sum(axis=-1), 0.0, None)
+        return np.clip(entr(self.particle_proba).sum(axis=-1), 0.0, None)
 
     def logpmf(self, y_index: ArrayLike) -> NDArray:
         """Log-probability of the observed classes.

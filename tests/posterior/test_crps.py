@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
-from scipy import stats
 from scipy.integrate import quad
 from scipy.special import ndtr
 
@@ -29,21 +28,6 @@ def _crps_by_quadrature(y, means, scales):
     left = quad(lambda x: cdf(x) ** 2, lo, y, points=below or None, **options)[0]
     right = quad(lambda x: sf(x) ** 2, y, hi, points=above or None, **options)[0]
     return left + right
-
-
-def _gaussian_crps(y, mean, scale):
-    z = (y - mean) / scale
-    return scale * (z * (2 * ndtr(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
-
-
-def test_crps_one_component_matches_gaussian_formula(one_component):
-    dist, ref = one_component
-    y = np.random.RandomState(20).normal(scale=3.0, size=dist.n_points)
-    expected = _gaussian_crps(y, ref.mean(), ref.std())
-    assert_allclose(dist.crps(y), expected, rtol=1e-12)
-    # At the mean, the CRPS is s (sqrt(2) - 1) / sqrt(pi).
-    at_mean = ref.std() * (np.sqrt(2) - 1) / np.sqrt(np.pi)
-    assert_allclose(dist.crps(ref.mean()), at_mean, rtol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,19 @@ def _replicate(means, variances, noise_variance, n_points):
     return NormalMixture(means, variances, noise_variance)
 
 
+@pytest.fixture
+def one_component():
+    rng = np.random.RandomState(0)
+    n_points = 7
+    means = rng.normal(size=(1, n_points, 1))
+    variances = rng.uniform(0.0, 2.0, size=(1, n_points, 1))
+    variances[0, 0, 0] = 0.0  # a zero epistemic variance is allowed
+    noise = 0.3
+    dist = NormalMixture(means, variances, noise_variance=noise)
+    ref = stats.norm(loc=means[0, :, 0], scale=np.sqrt(variances[0, :, 0] + noise))
+    return dist, ref
+
+
 # Bimodal, with very different scales: a needle at -5 and a wide bump at 3.
 BIMODAL_MEANS = np.array([-5.0, 3.0])
 BIMODAL_VARIANCES = np.array([1e-4, 9.0])
@@ -443,3 +456,18 @@ def test_argument_of_wrong_shape_raises(method, single_output):
     wrong = np.full((4, 3) if single_output else (3, 3), 0.5)
     with pytest.raises(ValueError, match="cannot be broadcast to the batch shape"):
         getattr(dist, method)(wrong)
+
+
+def _gaussian_crps(y, mean, scale):
+    z = (y - mean) / scale
+    return scale * (z * (2 * ndtr(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+
+
+def test_crps_one_component_matches_gaussian_formula(one_component):
+    dist, ref = one_component
+    y = np.random.RandomState(20).normal(scale=3.0, size=dist.n_points)
+    expected = _gaussian_crps(y, ref.mean(), ref.std())
+    assert_allclose(dist.crps(y), expected, rtol=1e-12)
+    # At the mean, the CRPS is s (sqrt(2) - 1) / sqrt(pi).
+    at_mean = ref.std() * (np.sqrt(2) - 1) / np.sqrt(np.pi)
+    assert_allclose(dist.crps(ref.mean()), at_mean, rtol=1e-12)
