@@ -17,10 +17,9 @@ Two noise models, chosen with ``MultiSWAGRegressor(noise=...)``:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
+from scipy.optimize import brentq
 from torch import nn
 from torch.nn import functional as F
 
@@ -93,14 +92,12 @@ class GaussianNLL(nn.Module):
                 f"{target.shape[-1]} target(s), got {input.shape[-1]}."
             )
         mean, var = split_mean_variance(input)
-        values = 0.5 * (
-            torch.log(var) + (target - mean) ** 2 / var + math.log(2 * math.pi)
+        # var >= MIN_VARIANCE already, so the loss's clamp at eps changes
+        # nothing. (It also checks var >= 0, which on a GPU waits for the
+        # device; skorch waits for the loss at every step anyway.)
+        return F.gaussian_nll_loss(
+            mean, target, var, full=True, eps=MIN_VARIANCE, reduction=self.reduction
         )
-        if self.reduction == "mean":
-            return values.mean()
-        if self.reduction == "sum":
-            return values.sum()
-        return values
 
 
 def held_out_noise_factor(
@@ -118,7 +115,7 @@ def held_out_noise_factor(
     variance the networks predict there (1 for a homoscedastic model, where
     :math:`c` is then the noise variance itself). The predictive at each row
     is summarised by its mean and variance (moment matching), which makes the
-    problem one-dimensional. Solved by bisection on the derivative.
+    problem one-dimensional. Solved by Brent's method on the derivative.
 
     Parameters
     ----------
@@ -152,12 +149,6 @@ def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray, w: np.ndarray) -> f
     low, high = 0.0, float(np.max(np.where(w > 0, r2 / b, 0.0)))
     if high <= 0.0 or slope(low) <= 0.0:
         return 0.0
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if slope(mid) > 0:
-            low = mid
-        else:
-            high = mid
-        if high - low <= 1e-12 * high:
-            break
-    return 0.5 * (low + high)
+    if slope(high) >= 0.0:  # only by rounding: the slope is <= 0 there
+        return high
+    return brentq(slope, low, high, xtol=1e-12 * high, maxiter=200)
