@@ -136,6 +136,56 @@ def held_out_noise_factor(
     )
 
 
+def fitted_noise_factor(
+    y: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    noise: np.ndarray | None,
+    weights: np.ndarray,
+    *,
+    held_out: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise factor of a fitted regressor, and the noise it multiplies.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_rows, n_outputs)
+        Targets of the rows the noise is fitted on, in the units the networks
+        learn.
+    means, variances : ndarray of shape (n_models, n_rows, n_outputs)
+        Each particle's predictive moments at those rows.
+    noise : ndarray of shape (n_models, n_rows, n_outputs) or None
+        The noise variance each particle predicts (heteroscedastic), or None
+        (homoscedastic).
+    weights : ndarray of shape (n_rows,)
+        Row weights.
+    held_out : bool
+        Whether the rows were held out from training: the factor is then the
+        one that makes them most likely (:func:`held_out_noise_factor`).
+        Otherwise it is the mean squared training residual (homoscedastic;
+        optimistic for a network that fits its training data closely) or 1.
+
+    Returns
+    -------
+    factor : ndarray of shape (n_outputs,)
+        The noise variance (homoscedastic, at least 1e-12) or the calibration
+        of the predicted variances (heteroscedastic, at least 1e-6).
+    base : ndarray of shape (n_rows, n_outputs)
+        The variances the factor multiplies: ones, or the particles' mean
+        predicted noise variance.
+    """
+    residual = y.astype(np.float64) - means.mean(axis=0)
+    epistemic = variances.mean(axis=0) + means.var(axis=0)
+    base = np.ones_like(residual) if noise is None else noise.mean(axis=0)
+    if held_out:
+        factor = held_out_noise_factor(residual, epistemic, base, weights)
+    elif noise is None:
+        factor = np.average(residual**2, axis=0, weights=weights)
+    else:
+        factor = np.ones(residual.shape[1])
+    return np.maximum(factor, 1e-12 if noise is None else 1e-6), base
+
+
 def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
     # A floor far below the data's scale keeps total**2 from underflowing
     # where the networks leave no epistemic variance (one particle, scale=0).

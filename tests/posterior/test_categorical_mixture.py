@@ -1,10 +1,15 @@
 """Tests of the classifier's predictive distribution, against numpy."""
 
 import numpy as np
+import pytest
 import torch
 from numpy.testing import assert_allclose
+from scipy.special import log_softmax, softmax
 
-from sklearn_swag._posterior.categorical_mixture import CategoricalMixture
+from sklearn_swag._posterior.categorical_mixture import (
+    CategoricalMixture,
+    fit_temperature,
+)
 from sklearn_swag._posterior.draws import class_probabilities
 
 
@@ -56,3 +61,30 @@ def test_entropies_match_numpy_on_random_probabilities():
     dist = CategoricalMixture(np.log(p), _entropy(p))
     assert_allclose(dist.entropy(), _entropy(p.mean(axis=0)), rtol=1e-12)
     assert_allclose(dist.particle_entropy(), _entropy(p), rtol=1e-12)
+
+
+# -- temperature -------------------------------------------------------------------
+def test_fit_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=2.0, size=(4000, 4))
+    truth = softmax(logits, axis=1)
+    y = np.array([rng.choice(4, p=p) for p in truth])
+    overconfident = log_softmax(2.0 * logits, axis=1)  # temperature 2 undoes it
+    t = fit_temperature(overconfident, y, np.ones(len(y)))
+    assert t == pytest.approx(2.0, rel=0.1)
+    assert fit_temperature(log_softmax(logits, axis=1), y, np.ones(len(y))) == (
+        pytest.approx(1.0, rel=0.1)
+    )
+
+
+def test_fit_temperature_does_not_sharpen_without_errors():
+    # Every row right: the likelihood prefers ever sharper probabilities, which
+    # says nothing of new rows; the temperature stays at or above 1.
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(40, 3))
+    y = logits.argmax(axis=1)
+    t = fit_temperature(log_softmax(logits, axis=1), y, np.ones(len(y)))
+    assert t == pytest.approx(1.0, abs=1e-3)
+    # Even probabilities three times too flat: no errors, no sharpening.
+    t = fit_temperature(log_softmax(logits / 3, axis=1), y, np.ones(len(y)))
+    assert t == pytest.approx(1.0, abs=1e-3)

@@ -10,12 +10,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from numpy.testing import assert_allclose
 from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor
 from sklearn_swag._posterior.noise import (
     MIN_VARIANCE,
     GaussianNLL,
+    fitted_noise_factor,
     held_out_noise_factor,
     split_mean_variance,
 )
@@ -119,6 +121,29 @@ def test_held_out_factor_is_the_root_bisection_finds(seed):
             residual[:, j] ** 2, epistemic[:, j], base[:, j], weights
         )
         assert factor[j] == pytest.approx(expected, rel=1e-10)
+
+
+def test_fitted_noise_factor_on_training_and_held_out_rows():
+    rng = np.random.RandomState(3)
+    means = rng.normal(size=(3, 40, 2))
+    variances = rng.uniform(0.0, 0.2, size=(3, 40, 2))
+    noise = rng.uniform(0.5, 2.0, size=(3, 40, 2))
+    y = rng.normal(size=(40, 2)) * 2.0
+    w = rng.uniform(0.5, 2.0, size=40)
+    residual = y - means.mean(axis=0)
+    # Training rows, homoscedastic: the weighted mean squared residual.
+    factor, base = fitted_noise_factor(y, means, variances, None, w, held_out=False)
+    assert_allclose(factor, np.average(residual**2, axis=0, weights=w), rtol=1e-14)
+    assert_allclose(base, 1.0)
+    # Training rows, heteroscedastic: the predicted noise as it is.
+    factor, base = fitted_noise_factor(y, means, variances, noise, w, held_out=False)
+    assert_allclose(factor, 1.0)
+    assert_allclose(base, noise.mean(axis=0), rtol=1e-14)
+    # Held-out rows: the maximum-likelihood factor of the moment-matched rows.
+    epistemic = variances.mean(axis=0) + means.var(axis=0)
+    factor, _ = fitted_noise_factor(y, means, variances, noise, w, held_out=True)
+    expected = held_out_noise_factor(residual, epistemic, noise.mean(axis=0), w)
+    assert_allclose(factor, np.maximum(expected, 1e-6), rtol=1e-14)
 
 
 def test_held_out_factor_is_zero_when_epistemic_covers_the_residuals():
