@@ -13,10 +13,12 @@ is the one solved for, so that the far tails (``q = 1e-12`` or
 The iteration is written here rather than taken from :mod:`scipy.optimize`
 for a measured reason: on 10^5 points of 16 components of very different
 scales, with ``q`` down to 1e-12 in both tails, it took 2 to 4 s, the scalar
-``scipy.optimize.brentq`` in a loop over the points about 100 times as long
-(with the same roots to 1e-12 relative), and the vectorised
-``scipy.optimize.newton`` failed to converge on about 40% of the points
-(it has no bracket to fall back on).
+``scipy.optimize.brentq`` in a loop over the points more than 100 times as
+long (with the same roots to 1e-12 relative), and the vectorised
+``scipy.optimize.newton`` failed to converge on about 40% of the points (it
+has no bracket to fall back on). scipy's vectorised bracketing
+``scipy.optimize.elementwise.find_root`` needs scipy 1.15 and took twice as
+long.
 """
 
 import math
