@@ -6,14 +6,13 @@ from numbers import Real
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import MultiSWAGBase
-from ._posterior.categorical_mixture import CategoricalMixture
+from ._posterior.categorical_mixture import CategoricalMixture, fit_temperature
 from ._posterior.diagnostics import warn_uninformed
 from ._posterior.draws import class_probabilities
 from ._sklearn_compat import (
@@ -463,7 +462,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         )
         if self.temperature_scaling and len(held_out):
             dist = self._dist(X[held_out])
-            self.temperature_ = _fit_temperature(
+            self.temperature_ = fit_temperature(
                 dist.log_proba(), index[held_out, 0].astype(int), weights[held_out]
             )
 
@@ -608,33 +607,3 @@ def _check_logit_width(out: torch.Tensor, n_classes: int) -> None:
 #: unseen digits from seen ones better than torch's default initialisation
 #: (AUROC of the entropy 0.955 against 0.934, at a similar log loss).
 _MLP_DEFAULTS = {"init": "glorot"}
-
-#: Misclassified held-out rows a temperature below 1 needs (see _fit_temperature).
-_MIN_ERRORS_TO_SHARPEN = 5
-
-
-def _fit_temperature(
-    log_proba: np.ndarray, y_index: np.ndarray, weights: np.ndarray
-) -> float:
-    """The temperature of ``log_proba`` that maximises the weighted likelihood.
-
-    One scalar, searched on the log scale between 1/20 and 20: the tempered
-    probabilities are ``softmax(log_proba / T)``. Sharpening (``T < 1``) needs
-    evidence: on rows that are all, or all but a few, classified right, the
-    likelihood grows without end as ``T`` falls, which says nothing of new
-    rows (they are also the rows early stopping chose the epoch on). With
-    fewer than ``_MIN_ERRORS_TO_SHARPEN`` misclassified rows the search starts
-    at 1.
-    """
-
-    def nll(log_t: float) -> float:
-        tempered = log_softmax(log_proba / np.exp(log_t), axis=1)
-        picked = np.take_along_axis(tempered, y_index[:, None], axis=1)[:, 0]
-        return -float(np.average(picked, weights=weights))
-
-    bound = np.log(20.0)
-    n_errors = int(np.sum(np.argmax(log_proba, axis=1) != y_index))
-    lower = -bound if n_errors >= _MIN_ERRORS_TO_SHARPEN else 0.0
-    result = minimize_scalar(nll, bounds=(lower, bound), method="bounded")
-    best = float(result.x) if nll(result.x) < nll(0.0) else 0.0
-    return float(np.exp(best))

@@ -40,7 +40,11 @@ MOVED: dict[str, tuple[str, ...]] = {
     "_swag": ("_posterior.swag",),
     "_predictive": ("_posterior.draws",),
     "_noise": ("_posterior.noise",),
-    "_mixture": ("_posterior.normal_mixture",),
+    "_mixture": (
+        "_posterior.normal_mixture",
+        "_posterior.quantiles",
+        "_posterior.crps",
+    ),
     "_categorical": ("_posterior.categorical_mixture",),
     "_diagnostics": ("_posterior.diagnostics",),
     "_scoring": ("metrics._scorer", "metrics._regression", "metrics._classification"),

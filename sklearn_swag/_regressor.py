@@ -9,7 +9,7 @@ from sklearn.base import RegressorMixin
 from ._base import MultiSWAGBase, as_float32
 from ._posterior.diagnostics import target_variance, warn_misfits
 from ._posterior.draws import output_moments
-from ._posterior.noise import GaussianNLL, held_out_noise_factor
+from ._posterior.noise import GaussianNLL, fitted_noise_factor
 from ._posterior.normal_mixture import NormalMixture
 from ._sklearn_compat import StrOptions, _fit_context, validate_data
 
@@ -300,16 +300,12 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
     weight mixture of the components. The draws are seeded per particle, so
     a row gets the same prediction whatever else is in the batch.
 
-    Every particle's initialisation, mini-batch order and posterior draws
-    are seeded from ``random_state`` alone, whatever ``n_jobs`` and the
-    joblib backend; dropout masks are drawn per particle too. Groups of
-    other sizes round differently in the last bits, which long trainings
-    amplify: keep ``n_jobs`` fixed for bit-identical refits. One exception:
-    a user module that cannot be rewritten into batched operations
-    (``particles_.mode`` "vmap" or "loop") and has stochastic layers draws
-    its masks from one stream per group, so such a model is reproducible
-    for a given ``n_jobs`` with process-based backends but changes with
-    ``n_jobs``, and with the threading backend from fit to fit.
+    Every particle's initialisation, mini-batch order, dropout masks and
+    posterior draws are seeded from ``random_state`` alone, whatever
+    ``n_jobs`` and the joblib backend; groups of other sizes round
+    differently in the last bits, which long trainings amplify, so keep
+    ``n_jobs`` fixed for bit-identical refits (see :ref:`n_jobs` for the one
+    exception, user modules with stochastic layers that cannot be batched).
 
     Prediction depends on the fitted state alone (``set_params`` after
     ``fit`` changes no prediction) and is thread-safe. Networks with
@@ -525,21 +521,13 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
                 "data they were fitted to; lower `lr` or scale the inputs and "
                 "targets."
             )
-        residual = y_scaled[rows].astype(np.float64) - means.mean(axis=0)
-        epistemic = variances.mean(axis=0) + means.var(axis=0)
-        base = np.ones_like(residual) if noise is None else noise.mean(axis=0)
-        rows_are = "held-out" if self.validation_fraction > 0 else "training"
-        if self.validation_fraction > 0:
-            factor = held_out_noise_factor(residual, epistemic, base, weights)
-        elif noise is None:  # training residuals: optimistic, see the docs
-            factor = np.average(residual**2, axis=0, weights=weights)
-        else:
-            factor = np.ones(residual.shape[1])
+        held_out = self.validation_fraction > 0
+        factor, base = fitted_noise_factor(
+            y_scaled[rows], means, variances, noise, weights, held_out=held_out
+        )
         if noise is None:
-            factor = np.maximum(factor, 1e-12)
             vars(self).pop("noise_calibration_", None)  # from an earlier fit
         else:
-            factor = np.maximum(factor, 1e-6)
             self.noise_calibration_ = factor
         fitted = (factor * base).mean(axis=0)  # in the units the networks learn
         self.noise_variance_ = fitted * self.y_scale_**2
@@ -549,7 +537,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             weights,
             fitted,
             variance,
-            rows_are,
+            "held-out" if held_out else "training",
             known=self._diverged,
         )
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import FAST
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import make_blobs
@@ -21,7 +21,6 @@ from sklearn_swag import (
     MultiSWAGClassifier,
     classification_scorers,
 )
-from sklearn_swag._classifier import _fit_temperature
 from sklearn_swag._posterior.draws import class_probabilities
 
 
@@ -195,19 +194,6 @@ def test_batchnorm_network(blobs):
 
 
 # -- temperature -------------------------------------------------------------------
-def test_fit_temperature_recovers_a_known_temperature():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(scale=2.0, size=(4000, 4))
-    truth = softmax(logits, axis=1)
-    y = np.array([rng.choice(4, p=p) for p in truth])
-    overconfident = log_softmax(2.0 * logits, axis=1)  # temperature 2 undoes it
-    t = _fit_temperature(overconfident, y, np.ones(len(y)))
-    assert t == pytest.approx(2.0, rel=0.1)
-    assert _fit_temperature(log_softmax(logits, axis=1), y, np.ones(len(y))) == (
-        pytest.approx(1.0, rel=0.1)
-    )
-
-
 def test_temperature_scaling_changes_proba_not_predictions(blobs):
     X, y = blobs
     plain = MultiSWAGClassifier(**FAST, validation_fraction=0.3).fit(X, y)
@@ -311,19 +297,6 @@ def test_from_skorch_takes_a_logit_net_and_refuses_a_probability_net(blobs):
         MultiSWAGClassifier.from_skorch(NeuralNetClassifier(MLP))
     with pytest.raises(ValueError, match="one logit"):
         MultiSWAGClassifier.from_skorch(NeuralNetBinaryClassifier(MLP))
-
-
-def test_fit_temperature_does_not_sharpen_without_errors():
-    # Every row right: the likelihood prefers ever sharper probabilities, which
-    # says nothing of new rows; the temperature stays at or above 1.
-    rng = np.random.default_rng(1)
-    logits = rng.normal(size=(40, 3))
-    y = logits.argmax(axis=1)
-    t = _fit_temperature(log_softmax(logits, axis=1), y, np.ones(len(y)))
-    assert t == pytest.approx(1.0, abs=1e-3)
-    # Even probabilities three times too flat: no errors, no sharpening.
-    t = _fit_temperature(log_softmax(logits / 3, axis=1), y, np.ones(len(y)))
-    assert t == pytest.approx(1.0, abs=1e-3)
 
 
 def test_builtin_network_is_glorot_initialised_unless_routed():

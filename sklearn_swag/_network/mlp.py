@@ -97,6 +97,8 @@ class MLP(nn.Sequential):
         if init == "glorot":
             for layer in self:
                 if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    # The bias takes the weights' bound, as MLPClassifier's
+                    # (xavier_uniform_ needs the two fans of a matrix).
                     bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
-                    nn.init.uniform_(layer.weight, -bound, bound)
                     nn.init.uniform_(layer.bias, -bound, bound)

@@ -1,2 +1,2 @@
 """The posterior side: SWAG moments and draws, the noise fit, the predictive
-mixtures and the divergence diagnostics."""
+mixtures (with their quantiles and CRPS) and the divergence diagnostics."""

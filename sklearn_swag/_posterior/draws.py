@@ -297,7 +297,7 @@ def class_probabilities(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     log_p = torch.log_softmax(out.to(torch.float64), dim=-1)
     n_samples = out.shape[1]
     log_proba = torch.logsumexp(log_p, dim=1) - np.log(n_samples)
-    entropy = -(torch.exp(log_p) * log_p).sum(dim=-1)
+    entropy = torch.special.entr(torch.exp(log_p)).sum(dim=-1)
     return log_proba, entropy.mean(dim=1)
 
 

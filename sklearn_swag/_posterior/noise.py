@@ -17,10 +17,9 @@ Two noise models, chosen with ``MultiSWAGRegressor(noise=...)``:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
+from scipy.optimize import brentq
 from torch import nn
 from torch.nn import functional as F
 
@@ -93,14 +92,12 @@ class GaussianNLL(nn.Module):
                 f"{target.shape[-1]} target(s), got {input.shape[-1]}."
             )
         mean, var = split_mean_variance(input)
-        values = 0.5 * (
-            torch.log(var) + (target - mean) ** 2 / var + math.log(2 * math.pi)
+        # var >= MIN_VARIANCE already, so the loss's clamp at eps changes
+        # nothing. (It also checks var >= 0, which on a GPU waits for the
+        # device; skorch waits for the loss at every step anyway.)
+        return F.gaussian_nll_loss(
+            mean, target, var, full=True, eps=MIN_VARIANCE, reduction=self.reduction
         )
-        if self.reduction == "mean":
-            return values.mean()
-        if self.reduction == "sum":
-            return values.sum()
-        return values
 
 
 def held_out_noise_factor(
@@ -118,7 +115,7 @@ def held_out_noise_factor(
     variance the networks predict there (1 for a homoscedastic model, where
     :math:`c` is then the noise variance itself). The predictive at each row
     is summarised by its mean and variance (moment matching), which makes the
-    problem one-dimensional. Solved by bisection on the derivative.
+    problem one-dimensional. Solved by Brent's method on the derivative.
 
     Parameters
     ----------
@@ -139,6 +136,56 @@ def held_out_noise_factor(
     )
 
 
+def fitted_noise_factor(
+    y: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    noise: np.ndarray | None,
+    weights: np.ndarray,
+    *,
+    held_out: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise factor of a fitted regressor, and the noise it multiplies.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_rows, n_outputs)
+        Targets of the rows the noise is fitted on, in the units the networks
+        learn.
+    means, variances : ndarray of shape (n_models, n_rows, n_outputs)
+        Each particle's predictive moments at those rows.
+    noise : ndarray of shape (n_models, n_rows, n_outputs) or None
+        The noise variance each particle predicts (heteroscedastic), or None
+        (homoscedastic).
+    weights : ndarray of shape (n_rows,)
+        Row weights.
+    held_out : bool
+        Whether the rows were held out from training: the factor is then the
+        one that makes them most likely (:func:`held_out_noise_factor`).
+        Otherwise it is the mean squared training residual (homoscedastic;
+        optimistic for a network that fits its training data closely) or 1.
+
+    Returns
+    -------
+    factor : ndarray of shape (n_outputs,)
+        The noise variance (homoscedastic, at least 1e-12) or the calibration
+        of the predicted variances (heteroscedastic, at least 1e-6).
+    base : ndarray of shape (n_rows, n_outputs)
+        The variances the factor multiplies: ones, or the particles' mean
+        predicted noise variance.
+    """
+    residual = y.astype(np.float64) - means.mean(axis=0)
+    epistemic = variances.mean(axis=0) + means.var(axis=0)
+    base = np.ones_like(residual) if noise is None else noise.mean(axis=0)
+    if held_out:
+        factor = held_out_noise_factor(residual, epistemic, base, weights)
+    elif noise is None:
+        factor = np.average(residual**2, axis=0, weights=weights)
+    else:
+        factor = np.ones(residual.shape[1])
+    return np.maximum(factor, 1e-12 if noise is None else 1e-6), base
+
+
 def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
     # A floor far below the data's scale keeps total**2 from underflowing
     # where the networks leave no epistemic variance (one particle, scale=0).
@@ -152,12 +199,6 @@ def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray, w: np.ndarray) -> f
     low, high = 0.0, float(np.max(np.where(w > 0, r2 / b, 0.0)))
     if high <= 0.0 or slope(low) <= 0.0:
         return 0.0
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if slope(mid) > 0:
-            low = mid
-        else:
-            high = mid
-        if high - low <= 1e-12 * high:
-            break
-    return 0.5 * (low + high)
+    if slope(high) >= 0.0:  # only by rounding: the slope is <= 0 there
+        return high
+    return brentq(slope, low, high, xtol=1e-12 * high, maxiter=200)

@@ -15,30 +15,15 @@ import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import log_ndtr, logsumexp, ndtr, ndtri
+from scipy.special import log_ndtr, logsumexp, ndtr
 from sklearn.utils import check_random_state
+
+from .crps import mixture_crps
+from .quantiles import mixture_quantile
 
 __all__ = ["NormalMixture"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-# Half-width, in component standard deviations, of the initial quantile bracket.
-# log_ndtr(-40) is about -804.6, below log of the smallest positive double
-# (about -744.4), so every tail probability in (0, 0.5] is bracketed.
-_BRACKET_HALF_WIDTH = 40.0
-
-# Largest number of floats in one temporary array of NormalMixture.crps: the
-# pairwise term needs n_components * (n_components - 1) / 2 of them per entry of
-# the batch, so the batch is processed in chunks of about this many floats.
-_CRPS_CHUNK_FLOATS = 2**18
-
-_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-# Tolerance of the quantile root find, relative to |x| plus the smallest
-# component standard deviation, and the maximum number of iterations.
-_QUANTILE_XTOL = 1e-12
-_QUANTILE_MAX_ITER = 200
 
 
 def _as_float64(value: ArrayLike, name: str, *, copy: bool = False) -> NDArray:
@@ -172,12 +157,9 @@ class NormalMixture:
         = \\frac{1}{K}\\sum_k A(y - \\mu_k, s_k^2)
         - \\frac{1}{2K^2}\\sum_{j,k} A(\\mu_j - \\mu_k, s_j^2 + s_k^2).
 
-    The quantile function has no closed form. :meth:`ppf` finds it with a
+    The quantile function has no closed form: :meth:`ppf` finds it with a
     vectorised safeguarded Newton iteration on the log tail probability
-    (bisection whenever a Newton step leaves the bracket or converges too
-    slowly), starting from the bracket
-    :math:`[\\min_k(\\mu_k - 40 s_k), \\max_k(\\mu_k + 40 s_k)]`, with
-    :math:`s_k` the component standard deviation.
+    (:mod:`sklearn_swag._posterior.quantiles`).
 
     References
     ----------
@@ -568,31 +550,7 @@ class NormalMixture:
         (3,)
         """
         y = self._to_internal(y, "y")
-        n_components = self.n_components
-        mu = self.means.reshape(n_components, -1)
-        scale = self._scale.reshape(n_components, -1)
-        y = np.broadcast_to(y, self.means.shape[1:]).reshape(-1)
-        first, second = np.triu_indices(n_components, k=1)
-        per_entry = max(n_components, first.size)
-        chunk = max(1, _CRPS_CHUNK_FLOATS // per_entry)
-
-        result = np.empty(y.shape)
-        for start in range(0, y.size, chunk):
-            part = slice(start, start + chunk)
-            mu_part, scale_part = mu[:, part], scale[:, part]
-            # E|X - y|, X drawn from the mixture.
-            to_y = _expected_abs_normal(y[part] - mu_part, scale_part).mean(axis=0)
-            # E|X - X'|, X and X' independent draws: the diagonal j = k gives
-            # A(0, 2 s_k^2) = 2 s_k / sqrt(pi), each pair j < k counts twice.
-            spread = 2.0 * _INV_SQRT_PI * scale_part.sum(axis=0)
-            if first.size:
-                pair_scale = np.hypot(scale_part[first], scale_part[second])
-                pair_gap = mu_part[first] - mu_part[second]
-                spread += 2.0 * _expected_abs_normal(pair_gap, pair_scale).sum(axis=0)
-            result[part] = to_y - 0.5 * spread / n_components**2
-        # The score is non-negative; rounding can leave a tiny negative value.
-        np.maximum(result, 0.0, out=result)
-        return self._to_public(result.reshape(self.means.shape[1:]))
+        return self._to_public(mixture_crps(y, self.means, self._scale))
 
     # ------------------------------------------------------------------ quantiles
 
@@ -664,29 +622,10 @@ class NormalMixture:
         return self._to_public(lower), self._to_public(upper)
 
     def _quantile(self, lower_tail: NDArray, upper_tail: NDArray) -> NDArray:
-        """Value x with cdf(x) = lower_tail and sf(x) = upper_tail.
-
-        Both arrays have shape (n_points, n_outputs) and sum to one; the smaller
-        of the two is the one solved for, so that it need not be computed as a
-        difference with one.
-        """
-        result = np.empty(lower_tail.shape)
-        result[lower_tail == 0] = -np.inf
-        result[upper_tail == 0] = np.inf
-        interior = (lower_tail > 0) & (upper_tail > 0)
-        if not np.any(interior):
-            return result
-
-        n_components = self.n_components
-        flat = np.flatnonzero(interior)
-        mu = self.means.reshape(n_components, -1)[:, flat]
-        scale = self._scale.reshape(n_components, -1)[:, flat]
-        log_scale = self._log_scale.reshape(n_components, -1)[:, flat]
-        use_upper = (upper_tail < lower_tail).ravel()[flat]
-        prob = np.where(use_upper, upper_tail.ravel()[flat], lower_tail.ravel()[flat])
-        sign = np.where(use_upper, -1.0, 1.0)
-        np.put(result, flat, _solve_tail(prob, sign, mu, scale, log_scale))
-        return result
+        """Value x with cdf(x) = lower_tail and sf(x) = upper_tail."""
+        return mixture_quantile(
+            lower_tail, upper_tail, self.means, self._scale, self._log_scale
+        )
 
     # ------------------------------------------------------------------ sampling
 
@@ -738,92 +677,3 @@ class NormalMixture:
         if self.single_output:
             return samples[..., 0]
         return samples
-
-
-def _expected_abs_normal(loc: NDArray, scale: NDArray) -> NDArray:
-    """E|Z| for Z normal with mean ``loc`` and positive standard deviation ``scale``."""
-    z = loc / scale
-    return loc * (2.0 * ndtr(z) - 1.0) + 2.0 * _INV_SQRT_2PI * scale * np.exp(
-        -0.5 * z**2
-    )
-
-
-def _tail_equation(
-    x: NDArray,
-    sign: NDArray,
-    log_prob: NDArray,
-    mu: NDArray,
-    scale: NDArray,
-    log_scale: NDArray,
-) -> tuple[NDArray, NDArray]:
-    """Increasing function of x that is zero at the quantile, and its derivative.
-
-    With ``sign`` +1 it is ``log cdf(x) - log_prob``, with ``sign`` -1 it is
-    ``log_prob - log sf(x)``. ``x`` has shape (m,), the component arrays
-    (n_components, m).
-    """
-    log_n = math.log(mu.shape[0])
-    z = (x - mu) / scale
-    log_tail = logsumexp(log_ndtr(sign * z), axis=0) - log_n
-    log_density = logsumexp(-0.5 * z**2 - log_scale, axis=0) - log_n - 0.5 * _LOG_2PI
-    value = sign * (log_tail - log_prob)
-    slope = np.exp(log_density - log_tail)
-    return value, slope
-
-
-def _solve_tail(
-    prob: NDArray,
-    sign: NDArray,
-    mu: NDArray,
-    scale: NDArray,
-    log_scale: NDArray,
-) -> NDArray:
-    """Vectorised safeguarded Newton solve for mixture quantiles.
-
-    Solves ``cdf(x) = prob`` where ``sign`` is +1 and ``sf(x) = prob`` where it
-    is -1, for ``prob`` in (0, 0.5], in log space. A Newton step is taken when
-    it stays inside the bracket and at least halves the previous step;
-    otherwise the bracket is bisected (as ``rtsafe`` in Numerical Recipes).
-    """
-    log_prob = np.log(prob)
-    lower = np.min(mu - _BRACKET_HALF_WIDTH * scale, axis=0)
-    upper = np.max(mu + _BRACKET_HALF_WIDTH * scale, axis=0)
-    x_tol_abs = _QUANTILE_XTOL * np.min(scale, axis=0)
-
-    # Start from the quantile of the moment-matched normal.
-    center = mu.mean(axis=0)
-    spread = np.sqrt(np.mean((mu - center) ** 2 + scale**2, axis=0))
-    x = np.clip(center + sign * spread * ndtri(prob), lower, upper)
-    previous_step = upper - lower
-
-    result = np.empty_like(prob)
-    todo = np.arange(prob.size)
-    for _ in range(_QUANTILE_MAX_ITER):
-        value, slope = _tail_equation(x, sign, log_prob, mu, scale, log_scale)
-        below = value < 0
-        lower = np.where(below, x, lower)
-        upper = np.where(below, upper, x)
-
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            newton = x - value / slope
-            fast = np.abs(2.0 * value) <= np.abs(previous_step * slope)
-        use_newton = (newton > lower) & (newton < upper) & fast
-        x_new = np.where(use_newton, newton, 0.5 * (lower + upper))
-        x_new = np.where(value == 0, x, x_new)
-
-        step = np.abs(x_new - x)
-        tol = _QUANTILE_XTOL * np.abs(x_new) + x_tol_abs
-        done = (value == 0) | (step <= tol) | (upper - lower <= tol)
-        result[todo[done]] = x_new[done]
-        if np.all(done):
-            return result
-
-        keep = ~done
-        todo = todo[keep]
-        x, lower, upper = x_new[keep], lower[keep], upper[keep]
-        previous_step = step[keep]
-        sign, log_prob, x_tol_abs = sign[keep], log_prob[keep], x_tol_abs[keep]
-        mu, scale, log_scale = mu[:, keep], scale[:, keep], log_scale[:, keep]
-
-    result[todo] = x
-    return result

@@ -10,12 +10,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from numpy.testing import assert_allclose
 from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor
 from sklearn_swag._posterior.noise import (
     MIN_VARIANCE,
     GaussianNLL,
+    fitted_noise_factor,
     held_out_noise_factor,
     split_mean_variance,
 )
@@ -45,6 +47,26 @@ def test_gaussian_nll_is_the_normal_log_density(reduction):
     torch.testing.assert_close(loss, expected)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_nll_is_the_closed_form_with_its_gradient(reduction, dtype):
+    g = torch.Generator().manual_seed(1)
+    out = torch.randn(3, 6, 4, generator=g, dtype=dtype)
+    out[0, :, 2:] = -200.0  # softplus underflows: variances at MIN_VARIANCE
+    target = torch.randn(6, 2, generator=g, dtype=dtype).expand(3, 6, 2)
+    out_closed = out.clone().requires_grad_()
+    mean, var = split_mean_variance(out_closed)
+    closed = 0.5 * (torch.log(var) + (target - mean) ** 2 / var + math.log(2 * math.pi))
+    closed = {"mean": closed.mean, "sum": closed.sum}.get(reduction, closed.clone)()
+    out_loss = out.clone().requires_grad_()
+    loss = GaussianNLL(reduction=reduction)(out_loss, target)
+    tol = {"rtol": 1e-14, "atol": 1e-14} if dtype == torch.float64 else {}
+    torch.testing.assert_close(loss, closed, **tol)
+    closed.sum().backward()
+    loss.sum().backward()
+    torch.testing.assert_close(out_loss.grad, out_closed.grad, **tol)
+
+
 def test_gaussian_nll_checks_its_input():
     with pytest.raises(ValueError, match="2 columns for 1 target"):
         GaussianNLL()(torch.zeros(5, 3), torch.zeros(5, 1))
@@ -66,6 +88,62 @@ def test_held_out_factor_maximises_the_likelihood(seed):
         loglik = -0.5 * np.sum(np.log(total) + residual[None, :, j] ** 2 / total, 1)
         assert factor[j] == pytest.approx(grid[np.argmax(loglik)], abs=2e-4)
     assert 1.0 < factor[0] < 2.5  # near the 1.7 the residuals were drawn with
+
+
+def _bisection_factor(r2, v, b, w):
+    """The maximiser by plain bisection on the derivative, to 1e-13."""
+    floor = 1e-12 * max(float(np.mean(r2)), 1e-100)
+
+    def slope(c):
+        total = np.maximum(v + c * b, floor)
+        return np.sum(w * b * (r2 - total) / total**2)
+
+    low, high = 0.0, float(np.max(np.where(w > 0, r2 / b, 0.0)))
+    if slope(low) <= 0:
+        return 0.0
+    while high - low > 1e-13 * high:
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if slope(mid) > 0 else (low, mid)
+    return 0.5 * (low + high)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_held_out_factor_is_the_root_bisection_finds(seed):
+    rng = np.random.RandomState(seed)
+    n = 100
+    base = rng.uniform(0.05, 5.0, size=(n, 2))
+    epistemic = rng.uniform(0.0, 2.0, size=(n, 2)) * (seed % 2)  # 0 for even seeds
+    residual = rng.normal(size=(n, 2)) * np.sqrt(epistemic + 3.0 * base)
+    weights = rng.randint(0, 3, size=n).astype(float)
+    factor = held_out_noise_factor(residual, epistemic, base, weights)
+    for j in range(2):
+        expected = _bisection_factor(
+            residual[:, j] ** 2, epistemic[:, j], base[:, j], weights
+        )
+        assert factor[j] == pytest.approx(expected, rel=1e-10)
+
+
+def test_fitted_noise_factor_on_training_and_held_out_rows():
+    rng = np.random.RandomState(3)
+    means = rng.normal(size=(3, 40, 2))
+    variances = rng.uniform(0.0, 0.2, size=(3, 40, 2))
+    noise = rng.uniform(0.5, 2.0, size=(3, 40, 2))
+    y = rng.normal(size=(40, 2)) * 2.0
+    w = rng.uniform(0.5, 2.0, size=40)
+    residual = y - means.mean(axis=0)
+    # Training rows, homoscedastic: the weighted mean squared residual.
+    factor, base = fitted_noise_factor(y, means, variances, None, w, held_out=False)
+    assert_allclose(factor, np.average(residual**2, axis=0, weights=w), rtol=1e-14)
+    assert_allclose(base, 1.0)
+    # Training rows, heteroscedastic: the predicted noise as it is.
+    factor, base = fitted_noise_factor(y, means, variances, noise, w, held_out=False)
+    assert_allclose(factor, 1.0)
+    assert_allclose(base, noise.mean(axis=0), rtol=1e-14)
+    # Held-out rows: the maximum-likelihood factor of the moment-matched rows.
+    epistemic = variances.mean(axis=0) + means.var(axis=0)
+    factor, _ = fitted_noise_factor(y, means, variances, noise, w, held_out=True)
+    expected = held_out_noise_factor(residual, epistemic, noise.mean(axis=0), w)
+    assert_allclose(factor, np.maximum(expected, 1e-6), rtol=1e-14)
 
 
 def test_held_out_factor_is_zero_when_epistemic_covers_the_residuals():
