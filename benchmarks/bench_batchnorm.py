@@ -43,23 +43,26 @@ Run from the repository root::
     python benchmarks/bench_batchnorm.py --epochs-scale 0.05 --splits 2   # a trial
 """
 
-import argparse
-import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-from bench_uci import load_wine, mean_se
-from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from _common import (
+    add_epochs_scale,
+    argument_parser,
+    mean_se,
+    name_list,
+    print_head,
+    row,
+    scaled,
+    timed,
+    torch_threads_line,
+)
+from _data import UCI_DIR, load_data, load_uci, load_wine, preprocessing
 from torch import nn
 
 from sklearn_swag import MultiSWAGRegressor, neg_nll_scorer
 
-UCI_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
 N_MODELS = 8
 HIDDEN = 50
 PRETRAIN, SWAG = 20, 30  # the estimator's defaults
@@ -92,8 +95,8 @@ def make_regressor(n_features, batch_norm, epochs_scale, seed, **params):
         module__n_features=n_features,
         module__batch_norm=batch_norm,
         n_models=N_MODELS,
-        pretrain_epochs=max(1, round(PRETRAIN * epochs_scale)),
-        swag_epochs=max(1, round(SWAG * epochs_scale)),
+        pretrain_epochs=scaled(PRETRAIN, epochs_scale),
+        swag_epochs=scaled(SWAG, epochs_scale),
         normalize_y=True,
         random_state=seed,
         **params,
@@ -101,30 +104,24 @@ def make_regressor(n_features, batch_norm, epochs_scale, seed, **params):
 
 
 def preprocess(X_train, X_test):
-    prep = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    prep = preprocessing()
     X_train = prep.fit_transform(X_train).astype(np.float32)
     return X_train, prep.transform(X_test).astype(np.float32)
 
 
 # -- data ------------------------------------------------------------------------------
 def wine_splits(n_splits):
-    X, y = load_wine()
-    for i in range(n_splits):
-        yield train_test_split(X, y, test_size=0.1, random_state=i)
+    """``(X_train, X_test, y_train, y_test)`` of the first red wine splits."""
+    return load_data("wine").parts(n_splits)
 
 
 def uci_splits(name, n_splits):
+    """The same for the UCI folder ``name``, on its standard splits."""
     folder = UCI_DIR / name
     if not folder.is_dir():
         raise SystemExit(f"bench_batchnorm: UCI data set not found at {folder}")
-    data = np.loadtxt(folder / "data.txt")
-    features = np.loadtxt(folder / "index_features.txt", dtype=int, ndmin=1)
-    target = int(np.loadtxt(folder / "index_target.txt", dtype=int))
-    available = int(np.loadtxt(folder / "n_splits.txt", dtype=int))
-    X, y = data[:, features], data[:, target]
-    for i in range(min(n_splits, available)):
-        train = np.loadtxt(folder / f"index_train_{i}.txt", dtype=int)
-        test = np.loadtxt(folder / f"index_test_{i}.txt", dtype=int)
+    X, y, splits = load_uci(folder)
+    for train, test in splits[:n_splits]:
         yield X[train], X[test], y[train], y[test]
 
 
@@ -133,9 +130,7 @@ def timed_fit(X, y, batch_norm, epochs_scale):
     reg = make_regressor(X.shape[1], batch_norm, epochs_scale, seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        start = time.perf_counter()
-        reg.fit(X, y)
-        seconds = time.perf_counter() - start
+        seconds, _ = timed(lambda: reg.fit(X, y))
     fallback = [
         str(w.message)
         for w in caught
@@ -149,8 +144,8 @@ def part_speed(epochs_scale, repeats):
     X, _ = preprocess(X, X[:1])
     print(
         f"\n## speed: {N_MODELS} particles, red wine ({len(X)} rows), "
-        f"{max(1, round(PRETRAIN * epochs_scale))} + "
-        f"{max(1, round(SWAG * epochs_scale))} epochs, batches of 128\n"
+        f"{scaled(PRETRAIN, epochs_scale)} + {scaled(SWAG, epochs_scale)} epochs, "
+        "batches of 128\n"
     )
     timed_fit(X[:300], y[:300], True, 0.05)  # warm up
     timed_fit(X[:300], y[:300], False, 0.05)
@@ -181,10 +176,8 @@ def refresh_metrics(splits, epochs_scale):
     results = {name: {"rmse": [], "nll": []} for name in settings}
     for seed, (X_train, X_test, y_train, y_test) in enumerate(splits):
         for name, params in settings.items():
-            pipe = make_pipeline(
-                SimpleImputer(strategy="median"),
-                StandardScaler(),
-                make_regressor(X_train.shape[1], True, epochs_scale, seed, **params),
+            pipe = preprocessing(
+                make_regressor(X_train.shape[1], True, epochs_scale, seed, **params)
             )
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*cannot be batched")
@@ -210,8 +203,7 @@ def part_refresh(epochs_scale, n_splits, uci):
         "red wine": wine_splits(n_splits),
         f"UCI {uci}": uci_splits(uci, n_splits),
     }
-    print("| data | bn_update_rows | RMSE | NLL |")
-    print("|---|---|---|---|")
+    print_head(["data", "bn_update_rows", "RMSE", "NLL"])
     for name, splits in data.items():
         results = refresh_metrics(splits, epochs_scale)
         for setting, metrics in results.items():
@@ -219,14 +211,14 @@ def part_refresh(epochs_scale, n_splits, uci):
                 "{:.3f} +- {:.3f}".format(*mean_se(metrics[key]))
                 for key in ("rmse", "nll")
             ]
-            print(f"| {name} | {setting} | " + " | ".join(cells) + " |")
+            print(row([name, setting, *cells]))
         diff = {
             key: results["default"][key] - results["0"][key] for key in ("rmse", "nll")
         }
         cells = [
             "{:+.3f} +- {:.3f}".format(*mean_se(diff[key])) for key in ("rmse", "nll")
         ]
-        print(f"| {name} | default - 0 (paired) | " + " | ".join(cells) + " |")
+        print(row([name, "default - 0 (paired)", *cells]))
 
 
 # -- 3. scale=0 ------------------------------------------------------------------------
@@ -288,18 +280,11 @@ def part_scale0(epochs_scale):
     print(f"(target for bn_update_rows=None: <= {SCALE0_TARGET})")
 
 
-def part_list(text):
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names or set(names) - set(PARTS):
-        raise argparse.ArgumentTypeError(f"--parts takes a subset of {','.join(PARTS)}")
-    return names
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--parts",
-        type=part_list,
+        type=name_list(PARTS, f"--parts takes a subset of {','.join(PARTS)}"),
         default=list(PARTS),
         help="comma-separated: speed, refresh, scale0 (default: all)",
     )
@@ -314,15 +299,10 @@ def main(argv=None):
         default="concrete",
         help="UCI folder of ../shared/data/uci for the refresh (default: concrete)",
     )
-    parser.add_argument(
-        "--epochs-scale",
-        type=float,
-        default=1.0,
-        help="multiply both epoch counts, for quick trials (default: 1.0)",
-    )
+    add_epochs_scale(parser)
     args = parser.parse_args(argv)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{torch_threads_line()}, "
         f"bn_update_rows {'present' if has_refresh() else 'absent'}"
     )
     if "speed" in args.parts:

@@ -37,7 +37,6 @@ Run from the repository root::
     python benchmarks/bench_busy.py --parts predict
 """
 
-import argparse
 import contextlib
 import multiprocessing
 import time
@@ -45,9 +44,17 @@ from unittest import mock
 
 import numpy as np
 import torch
-from seed_workload import PRETRAIN, SWAG, make_regressor, plain_loop
+from _common import (
+    add_epochs_scale,
+    argument_parser,
+    timed,
+    torch_threads,
+    torch_threads_line,
+)
+from _data import toy_data
+from _seed_workload import make_regressor, plain_loop, seed_epochs
 
-from sklearn_swag import MultiSWAGRegressor, make_toy_regression
+from sklearn_swag import MultiSWAGRegressor
 
 TARGET = 1.5
 
@@ -104,13 +111,8 @@ def print_pairs(title, results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--epochs-scale",
-        type=float,
-        default=0.2,
-        help="multiply both epoch counts (default: 0.2)",
-    )
+    parser = argument_parser(__doc__)
+    add_epochs_scale(parser, 0.2, what="both epoch counts")
     parser.add_argument(
         "--repeats", type=int, default=3, help="quiet/busy pairs (default: 3)"
     )
@@ -150,13 +152,11 @@ def predict_part(args):
         pass
 
     def predict():
-        start = time.perf_counter()
-        reg.predict(X, return_std=True)
-        return time.perf_counter() - start
+        return timed(lambda: reg.predict(X, return_std=True))[0]
 
     threads = torch.get_num_threads()
     print(
-        f"\ntorch {torch.__version__}, {threads} thread(s); predict(X, "
+        f"\n{torch_threads_line()}; predict(X, "
         f"return_std=True) on {len(X):,} rows, 5 particles x 20 draws"
     )
     results = {
@@ -167,11 +167,8 @@ def predict_part(args):
     )
     with off:
         results["default"] = pairs(predict, args.repeats)
-        try:
-            torch.set_num_threads(1)
+        with torch_threads(1):
             results["one"] = pairs(predict, args.repeats)
-        finally:
-            torch.set_num_threads(threads)
     titles = {
         "package": "prediction, threads chosen by timing blocks (the package)",
         "default": f"prediction, torch's default {threads} threads (choice off)",
@@ -197,15 +194,12 @@ def predict_part(args):
 
 
 def fit_part(args):
-    pretrain = max(1, round(PRETRAIN * args.epochs_scale))
-    swag = max(1, round(SWAG * args.epochs_scale))
-    X, y = make_toy_regression(random_state=0)
+    pretrain, swag = seed_epochs(args.epochs_scale)
+    X, y = toy_data()
 
     def fit(n_models):
         reg = make_regressor(n_models, pretrain, swag, n_jobs=None, normalize_y=False)
-        start = time.perf_counter()
-        reg.fit(X, y)
-        return time.perf_counter() - start
+        return timed(lambda: reg.fit(X, y))[0]
 
     plain_loop(X, y, 200)  # warm up torch and skorch
     make_regressor(2, 20, 10, n_jobs=None).fit(X, y)
@@ -213,9 +207,9 @@ def fit_part(args):
         pass
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"{multiprocessing.cpu_count()} CPU(s), {pretrain} + {swag} epochs, "
-        f"full batch, rank 20; busy: one pure-Python process on a core"
+        f"{torch_threads_line()}, {multiprocessing.cpu_count()} CPU(s), "
+        f"{pretrain} + {swag} epochs, full batch, rank 20; busy: one pure-Python "
+        "process on a core"
     )
     medians = {
         n: print_pairs(
@@ -225,17 +219,13 @@ def fit_part(args):
         for n in args.particles
     }
 
-    threads = torch.get_num_threads()
     plain = {}
-    try:
-        for n in (2, 1):
-            torch.set_num_threads(n)
+    for n in (2, 1):
+        with torch_threads(n):
             plain[n] = print_pairs(
                 f"plain single-network loop, torch.set_num_threads({n})",
                 pairs(lambda: plain_loop(X, y, pretrain + swag), args.repeats),
             )
-    finally:
-        torch.set_num_threads(threads)
 
     print()
     for n, median in medians.items():

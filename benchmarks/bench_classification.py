@@ -96,18 +96,32 @@ Run from the repository root::
 """
 
 import argparse
-import ast
 import json
-import shlex
 import sys
 import time
 import warnings
 from collections import Counter
 
 import numpy as np
-import sklearn
 import torch
-from bench_uci import cell, mean_se, number
+from _common import (
+    add_overrides,
+    argument_parser,
+    blas_threads,
+    cell,
+    command_line,
+    defaults_line,
+    mean_se,
+    name_list,
+    number,
+    overrides,
+    pin_threads,
+    positive,
+    print_head,
+    row,
+    timed,
+    versions,
+)
 from scipy.special import xlogy
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
@@ -118,9 +132,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_info, threadpool_limits
 
-import sklearn_swag
 from sklearn_swag import (
     CategoricalMixture,
     MultiSWAGClassifier,
@@ -182,7 +194,7 @@ class AveragedMLP(ClassifierMixin, BaseEstimator):
             log_p = np.log(proba)
         return CategoricalMixture(
             np.maximum(log_p, -1e300),
-            -xlogy(proba, proba).sum(axis=-1),
+            entropy(proba),
             classes=self.classes_,
         )
 
@@ -231,9 +243,7 @@ def fit_timed(pipe, X, y, name):
     are counted for the report."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        start = time.perf_counter()
-        pipe.fit(X, y)
-        seconds = time.perf_counter() - start
+        seconds, _ = timed(lambda: pipe.fit(X, y))
     note_warnings(name, caught)
     return seconds
 
@@ -258,7 +268,8 @@ def predictions(pipe, X, name):
 
 
 def entropy(proba):
-    return -xlogy(proba, proba).sum(axis=1)
+    """The entropy of the class probabilities on the last axis."""
+    return -xlogy(proba, proba).sum(axis=-1)
 
 
 _WARM = []
@@ -403,11 +414,9 @@ def optional_cell(values):
 
 def print_table(name, results, columns, extras, n_train, n_test):
     print(f"\n### {name}\n", flush=True)
-    print("| model | " + " | ".join(columns.values()) + " |")
-    print("|---" * (len(columns) + 1) + "|")
+    print_head(["model", *columns.values()])
     for model, metrics in results.items():
-        cells = [optional_cell(metrics[key]) for key in columns]
-        print(f"| {model} | " + " | ".join(cells) + " |")
+        print(row([model, *(optional_cell(metrics[key]) for key in columns)]))
     print(f"\n{len(extras)} split(s), {n_train} training rows, {n_test} test rows")
     print_extras(extras)
     print(flush=True)
@@ -445,8 +454,7 @@ def print_extras(extras):
 
 def paired(a, b):
     """``a - b`` per split as mean +- s.e."""
-    mean, se = mean_se(np.asarray(a) - np.asarray(b))
-    return mean, se
+    return mean_se(np.asarray(a) - np.asarray(b))
 
 
 def print_temperature_comparison(all_results, ood):
@@ -458,9 +466,7 @@ def print_temperature_comparison(all_results, ood):
     if not rows:
         return
     print("\n### Temperature scaling: multiswag_ts - multiswag (paired, per split)\n")
-    titles = ["data", *(f"d {k}" for k in keys), "ts better NLL by > 1 s.e."]
-    print("| " + " | ".join(titles) + " |")
-    print("|---" * len(titles) + "|")
+    print_head(["data", *(f"d {k}" for k in keys), "ts better NLL by > 1 s.e."])
     for data, results in rows:
         cells = [data]
         for key in keys:
@@ -476,7 +482,7 @@ def print_temperature_comparison(all_results, ood):
         else:
             verdict = "no (within 1 s.e.)"
         cells.append(verdict)
-        print("| " + " | ".join(cells) + " |")
+        print(row(cells))
     if ood is not None and "multiswag" in ood[0] and "multiswag_ts" in ood[0]:
         mean, se = paired(
             ood[0]["multiswag_ts"]["auroc_entropy"],
@@ -582,65 +588,38 @@ def print_warnings():
     print(flush=True)
 
 
-def blas_threads():
-    return ", ".join(
-        f"{info['internal_api']} {info['num_threads']}" for info in threadpool_info()
-    )
-
-
 def print_header(args):
-    params = {**MultiSWAGClassifier().get_params(), **args.overrides}
-    defaults = ", ".join(
-        f"{k}={getattr(v, '__name__', v)!s}"
-        for k, v in params.items()
-        if k not in ("random_state", "verbose", "device")
-    )
-    print("$ python " + shlex.join(sys.argv))
+    print(command_line())
     print(
-        f"sklearn_swag {sklearn_swag.__version__}, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}; {torch.get_num_threads()} torch "
-        f"thread(s), thread pools {blas_threads()}; splits one after another in "
-        "this process"
+        f"{versions('sklearn_swag', 'torch', 'scikit-learn')}; "
+        f"{torch.get_num_threads()} torch thread(s), thread pools {blas_threads()}; "
+        "splits one after another in this process"
     )
-    label = "defaults" if not args.overrides else f"with --set {args.overrides}"
-    print(f"MultiSWAGClassifier {label}: {defaults}")
+    print(defaults_line(MultiSWAGClassifier, args.overrides))
     print(f"models: {','.join(args.models)}; data: {','.join(args.data)}", flush=True)
 
 
 # -- command line ----------------------------------------------------------------------
-def names(value, known, what):
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = sorted(set(items) - set(known))
-    if unknown or not items:
-        raise argparse.ArgumentTypeError(
-            f"unknown {what} {unknown}; choose from {list(known)}"
-        )
-    return list(dict.fromkeys(items))
-
-
-def positive(value):
-    number_ = int(value)
-    if number_ < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
-    return number_
+def names(known, what):
+    """An ``argparse`` type: names of ``known`` separated by commas."""
+    message = f"unknown {what} {{unknown}}; choose from {list(known)}"
+    return name_list(known, message, unique=True)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"Data sets: {', '.join(LOADERS)}; models: {', '.join(ALL_MODELS)}",
+    parser = argument_parser(
+        __doc__, f"Data sets: {', '.join(LOADERS)}; models: {', '.join(ALL_MODELS)}"
     )
     parser.add_argument(
         "--data",
-        type=lambda v: names(v, LOADERS, "data set(s)"),
+        type=names(LOADERS, "data set(s)"),
         default=list(LOADERS),
         help="names separated by commas (default: all)",
     )
     parser.add_argument("--splits", type=positive, default=5)
     parser.add_argument(
         "--models",
-        type=lambda v: names(v, ALL_MODELS, "model(s)"),
+        type=names(ALL_MODELS, "model(s)"),
         default=list(ALL_MODELS),
         help="names separated by commas (default: all)",
     )
@@ -650,14 +629,7 @@ def parse_args():
         default=True,
         help=f"the out-of-distribution test on {OOD_DATA} (default: on)",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a MultiSWAGClassifier default for every MultiSWAG model "
-        "(repeatable; VALUE read as a Python literal), e.g. --set swa_lr=0.003",
-    )
+    add_overrides(parser, "MultiSWAGClassifier", "swa_lr=0.003")
     parser.add_argument(
         "--repeats",
         type=int,
@@ -674,13 +646,7 @@ def parse_args():
     )
     parser.add_argument("--json", metavar="PATH", help="write per-split results")
     args = parser.parse_args()
-    args.overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            args.overrides[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            args.overrides[key.strip()] = value.strip()
+    args.overrides = overrides(args.set)
     return args
 
 
@@ -699,74 +665,81 @@ def plain(value):
     return value
 
 
+def run_splits(run, X, y, splits, args, *more):
+    """``run(X, y, train, test, split, models, overrides, *more)`` on every split.
+
+    Returns ``{model: {metric: ndarray (n_splits,)}}`` and the raw results,
+    ``{"per_split": [...], "extras": [...]}``.
+    """
+    per_split, extras = [], []
+    for split, (train, test) in enumerate(splits):
+        result, extra = run(
+            X, y, train, test, split, args.models, args.overrides, *more
+        )
+        per_split.append(result)
+        extras.append(extra)
+    return collect(per_split, args.models), dict(per_split=per_split, extras=extras)
+
+
+def run_data_set(data, args, raw):
+    """Every model on the splits of ``data``: its table; ``(results, extras)``."""
+    X, y = LOADERS[data](return_X_y=True)
+    splits = splits_of(y, args.splits)
+    print(
+        f"{data}: {X.shape[0]} rows x {X.shape[1]} inputs, "
+        f"{len(np.unique(y))} classes, {len(splits)} split(s) ...",
+        flush=True,
+    )
+    start = time.perf_counter()
+    results, raw[data] = run_splits(run_split, X, y, splits, args, args.repeats)
+    extras = raw[data]["extras"]
+    print_table(data, results, COLUMNS, extras, len(splits[0][0]), len(splits[0][1]))
+    print(f"({time.perf_counter() - start:.0f} s for {data})", flush=True)
+    return results, extras
+
+
+def run_ood(args, raw):
+    """The OOD test on the splits of ``OOD_DATA``: its table; ``(results, extras)``."""
+    X, y = LOADERS[OOD_DATA](return_X_y=True)
+    splits = splits_of(y, args.splits)
+    print(
+        f"OOD: {OOD_DATA}, train on classes 0-{OOD_KNOWN - 1}, test rows of "
+        f"{OOD_KNOWN}-9 out of distribution, {len(splits)} split(s) ...",
+        flush=True,
+    )
+    start = time.perf_counter()
+    results, raw["ood"] = run_splits(run_ood_split, X, y, splits, args)
+    ood = (results, raw["ood"]["extras"])
+    n_train = int(np.sum(y[splits[0][0]] < OOD_KNOWN))
+    n_ood = int(np.sum(y[splits[0][1]] >= OOD_KNOWN))
+    print_table(
+        f"OOD: {OOD_DATA} 0-{OOD_KNOWN - 1} (in) vs {OOD_KNOWN}-9 (out)",
+        ood[0],
+        OOD_COLUMNS,
+        ood[1],
+        n_train,
+        f"{len(splits[0][1])} ({n_ood} OOD)",
+    )
+    print(
+        "AUROC: OOD rows positive, score = the uncertainty; entropy of "
+        "predict_proba (tempered for multiswag_ts); MI and expected entropy "
+        "of predict_dist (temperature 1; mlp5: its members as particles)."
+    )
+    print(f"({time.perf_counter() - start:.0f} s for OOD)", flush=True)
+    return ood
+
+
 def main():
     args = parse_args()
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
-        threadpool_limits(args.threads)
+        pin_threads(args.threads)
     print_header(args)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     warm_up()
     start_all = time.perf_counter()
-    all_results, raw = {}, {"command": sys.argv, "overrides": args.overrides}
-    for data in args.data:
-        X, y = LOADERS[data](return_X_y=True)
-        splits = splits_of(y, args.splits)
-        print(
-            f"{data}: {X.shape[0]} rows x {X.shape[1]} inputs, "
-            f"{len(np.unique(y))} classes, {len(splits)} split(s) ...",
-            flush=True,
-        )
-        start = time.perf_counter()
-        per_split, extras = [], []
-        for split, (train, test) in enumerate(splits):
-            result, extra = run_split(
-                X, y, train, test, split, args.models, args.overrides, args.repeats
-            )
-            per_split.append(result)
-            extras.append(extra)
-        results = collect(per_split, args.models)
-        all_results[data] = (results, extras)
-        raw[data] = {"per_split": per_split, "extras": extras}
-        print_table(
-            data, results, COLUMNS, extras, len(splits[0][0]), len(splits[0][1])
-        )
-        print(f"({time.perf_counter() - start:.0f} s for {data})", flush=True)
-    ood = None
-    if args.ood:
-        X, y = LOADERS[OOD_DATA](return_X_y=True)
-        splits = splits_of(y, args.splits)
-        print(
-            f"OOD: {OOD_DATA}, train on classes 0-{OOD_KNOWN - 1}, test rows of "
-            f"{OOD_KNOWN}-9 out of distribution, {len(splits)} split(s) ...",
-            flush=True,
-        )
-        start = time.perf_counter()
-        per_split, extras = [], []
-        for split, (train, test) in enumerate(splits):
-            result, extra = run_ood_split(
-                X, y, train, test, split, args.models, args.overrides
-            )
-            per_split.append(result)
-            extras.append(extra)
-        ood = (collect(per_split, args.models), extras)
-        raw["ood"] = {"per_split": per_split, "extras": extras}
-        n_train = int(np.sum(y[splits[0][0]] < OOD_KNOWN))
-        n_ood = int(np.sum(y[splits[0][1]] >= OOD_KNOWN))
-        print_table(
-            f"OOD: {OOD_DATA} 0-{OOD_KNOWN - 1} (in) vs {OOD_KNOWN}-9 (out)",
-            ood[0],
-            OOD_COLUMNS,
-            extras,
-            n_train,
-            f"{len(splits[0][1])} ({n_ood} OOD)",
-        )
-        print(
-            "AUROC: OOD rows positive, score = the uncertainty; entropy of "
-            "predict_proba (tempered for multiswag_ts); MI and expected entropy "
-            "of predict_dist (temperature 1; mlp5: its members as particles)."
-        )
-        print(f"({time.perf_counter() - start:.0f} s for OOD)", flush=True)
+    raw = {"command": sys.argv, "overrides": args.overrides}
+    all_results = {data: run_data_set(data, args, raw) for data in args.data}
+    ood = run_ood(args, raw) if args.ood else None
     print_temperature_comparison(all_results, ood)
     print_done_when(all_results, ood, args.overrides)
     print_warnings()

@@ -40,12 +40,11 @@ Run from the repository root::
     python benchmarks/bench_large.py --threads 1           # one thread everywhere
 """
 
-import argparse
-import time
 import warnings
 
 import numpy as np
 import torch
+from _common import PlainMoments, argument_parser, pin_threads, print_head, timed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 from torch import nn
@@ -96,9 +95,8 @@ def fit_seconds(X, y, epochs, **params):
         random_state=0,
         **params,
     )
-    start = time.perf_counter()
-    reg.fit(X, y)
-    return time.perf_counter() - start, reg.n_models
+    seconds, _ = timed(lambda: reg.fit(X, y))
+    return seconds, reg.n_models
 
 
 def plain_loop_seconds(X, y, epochs, batch_size, seed=0):
@@ -107,28 +105,21 @@ def plain_loop_seconds(X, y, epochs, batch_size, seed=0):
     net = UserNet()
     opt = torch.optim.Adam(net.parameters(), lr=0.003)
     X_t, y_t = torch.as_tensor(X), torch.as_tensor(y).reshape(-1, 1)
-    params = list(net.parameters())
-    n_params = sum(p.numel() for p in params)
-    mean = torch.zeros(n_params, dtype=torch.float64)
-    sq_mean = torch.zeros_like(mean)
-    ring = torch.zeros(RANK, n_params)
+    moments = PlainMoments(net.parameters(), RANK)
     generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        order = torch.randperm(len(X_t), generator=generator)
-        for low in range(0, len(X_t), batch_size):
-            rows = order[low : low + batch_size]
-            opt.zero_grad()
-            loss = nn.functional.mse_loss(net(X_t[rows]), y_t[rows])
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            theta = nn.utils.parameters_to_vector(params).to(torch.float64)
-            n = epoch + 1
-            mean += (theta - mean) / n
-            sq_mean += (theta * theta - sq_mean) / n
-            ring[epoch % RANK] = theta - mean
-    return time.perf_counter() - start
+
+    def train():
+        for _ in range(epochs):
+            order = torch.randperm(len(X_t), generator=generator)
+            for low in range(0, len(X_t), batch_size):
+                rows = order[low : low + batch_size]
+                opt.zero_grad()
+                loss = nn.functional.mse_loss(net(X_t[rows]), y_t[rows])
+                loss.backward()
+                opt.step()
+            moments.collect()
+
+    return timed(train)[0]
 
 
 def mlp_seconds(X, y, epochs):
@@ -139,11 +130,9 @@ def mlp_seconds(X, y, epochs):
         n_iter_no_change=epochs + 1,
         random_state=0,
     )
-    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp.fit(X, y)
-    return time.perf_counter() - start
+        return timed(lambda: mlp.fit(X, y))[0]
 
 
 VARIANTS = {
@@ -177,7 +166,7 @@ def measure(n_rows, row_epochs, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--rows", type=float, nargs="+", default=[1e4, 1e5, 1e6], help="row counts"
     )
@@ -196,16 +185,19 @@ def main():
     )
     args = parser.parse_args()
     if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-        torch.set_num_threads(args.threads)
+        pin_threads(args.threads)
     MultiSWAGRegressor(pretrain_epochs=1, swag_epochs=1).fit(*make_data(200))  # warm
-    print(
-        "| rows | model | s per network-epoch | us per row | x plain loop "
-        "| x MLPRegressor | fixed s |"
+    print_head(
+        [
+            "rows",
+            "model",
+            "s per network-epoch",
+            "us per row",
+            "x plain loop",
+            "x MLPRegressor",
+            "fixed s",
+        ]
     )
-    print("|---|---|---|---|---|---|---|")
     for n_rows in map(int, args.rows):
         rows = measure(n_rows, args.row_epochs, args.repeats)
         plain, mlp = rows["plain loop"]["per"], rows["MLPRegressor"]["per"]

@@ -23,14 +23,14 @@ Run from the repository root::
     python benchmarks/bench_predict.py
 """
 
-import time
-
 import numpy as np
 import torch
-from torch import nn
+from _common import best_time, torch_threads_line
+from _data import toy_data, toy_query
+from _seed_workload import seed_sequential
 from torch.nn.utils import vector_to_parameters
 
-from sklearn_swag import MultiSWAGRegressor, make_toy_regression
+from sklearn_swag import MultiSWAGRegressor
 from sklearn_swag._posterior.draws import draw_particle_weights
 
 N_MODELS, N_SAMPLES, N_QUERY, REPEATS = 64, 20, 1000, 3
@@ -72,28 +72,8 @@ def baseline_predict(reg, net, X):
     return mean, np.sqrt(var + reg.noise_variance_[0])
 
 
-def best_time(fn):
-    """Min seconds of ``REPEATS`` runs at torch's thread count and at one thread.
-
-    Returns the seconds, the thread count that gave them and ``fn()``'s result.
-    """
-    threads = torch.get_num_threads()
-    runs = []
-    try:
-        for n in sorted({threads, 1}, reverse=True):
-            torch.set_num_threads(n)
-            for _ in range(REPEATS):
-                start = time.perf_counter()
-                result = fn()
-                runs.append((time.perf_counter() - start, n))
-    finally:
-        torch.set_num_threads(threads)
-    seconds, n = min(runs, key=lambda run: run[0])
-    return seconds, n, result
-
-
 def main():
-    X, y = make_toy_regression(random_state=0)
+    X, y = toy_data()
     reg = MultiSWAGRegressor(
         module__hidden_layer_sizes=(16, 16),
         module__activation="elu",
@@ -107,11 +87,9 @@ def main():
         n_jobs=1,
         random_state=0,
     ).fit(X, y)
-    X_query = np.linspace(-0.5, 1.0, N_QUERY).reshape(-1, 1)
+    X_query = toy_query(N_QUERY)
 
-    net = nn.Sequential(
-        nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
-    ).eval()
+    net = seed_sequential().eval()
     n_params = sum(p.numel() for p in net.parameters())
     assert n_params == reg.n_params_, (n_params, reg.n_params_)
 
@@ -127,18 +105,22 @@ def main():
     mean_err = float(np.max(np.abs(pkg_mean - base_mean)))
     std_err = float(np.max(np.abs(pkg_std - base_std)))
 
-    t_base, thr_base, _ = best_time(lambda: baseline_predict(reg, net, X_query))
-    t_draws, thr_draws, _ = best_time(lambda: all_draws(reg))
-    t_dist, thr_dist, (d_mean, d_std) = best_time(package_dist)
-    t_pred, thr_pred, _ = best_time(lambda: reg.predict(X_query, return_std=True))
+    t_base, thr_base, _ = best_time(
+        lambda: baseline_predict(reg, net, X_query), REPEATS
+    )
+    t_draws, thr_draws, _ = best_time(lambda: all_draws(reg), REPEATS)
+    t_dist, thr_dist, (d_mean, d_std) = best_time(package_dist, REPEATS)
+    t_pred, thr_pred, _ = best_time(
+        lambda: reg.predict(X_query, return_std=True), REPEATS
+    )
     np.testing.assert_allclose(d_mean, base_mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(d_std, base_std, rtol=1e-5, atol=1e-5)
 
     n_draws = N_MODELS * N_SAMPLES
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
-        f"{N_MODELS} particles x {N_SAMPLES} draws = {n_draws} networks of "
-        f"{reg.n_params_} weights, {N_QUERY} query points, min of {REPEATS}"
+        f"{torch_threads_line()}; {N_MODELS} particles x {N_SAMPLES} draws = "
+        f"{n_draws} networks of {reg.n_params_} weights, {N_QUERY} query points, "
+        f"min of {REPEATS}"
     )
     print(
         f"package vs baseline: max |mean diff| {mean_err:.2e}, "

@@ -18,10 +18,11 @@ so the peak should not grow with the rows. Run from the repository root::
     python benchmarks/bench_predict_memory.py --rows 1000000 --particles 5
 """
 
-import argparse
 import json
 import subprocess
 import sys
+
+from _common import argument_parser, print_head
 
 CHILD = """
 import json, resource, sys, time
@@ -48,12 +49,11 @@ print(json.dumps({"peak_mb": (after - before) / 1024, "seconds": seconds}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--particles", type=int, nargs="+", default=[5, 64])
     args = parser.parse_args()
-    print("| particles | rows | peak MB | s | s / M rows |")
-    print("|---|---|---|---|---|")
+    print_head(["particles", "rows", "peak MB", "s", "s / M rows"])
     for n_models in args.particles:
         for n_rows in args.rows:
             out = subprocess.run(

@@ -6,7 +6,7 @@ The network comes two ways (``--modules``):
 
 - ``builtin``: the package's network, ``module__hidden_layer_sizes=(16, 16),
   module__activation="elu"``;
-- ``user``: ``module=SeedNet``, the class of ``seed_workload.py`` written as the
+- ``user``: ``module=SeedNet``, the class of ``_seed_workload.py`` written as the
   seed notebook writes it (``self.net = nn.Sequential(...)``, ``forward``
   returning ``self.net(x)``).
 
@@ -47,21 +47,24 @@ Run from the repository root::
     python benchmarks/bench_seed.py 1 16 --epochs-scale 0.02   # a quick trial run
 """
 
-import argparse
-import time
-
 import numpy as np
-import torch
-from seed_workload import (
+from _common import (
+    add_epochs_scale,
+    argument_parser,
+    name_list,
+    thread_counts,
+    timed,
+    torch_threads,
+    torch_threads_line,
+)
+from _data import toy_data
+from _seed_workload import (
     MODULES,
-    PRETRAIN,
-    SWAG,
     make_regressor,
     plain_loop,
     plain_swag_loop,
+    seed_epochs,
 )
-
-from sklearn_swag import make_toy_regression
 
 #: Particle count -> the most ``x base`` allowed (full workload, default n_jobs).
 BASE_TARGETS = {16: 2.0, 64: 3.0}
@@ -76,16 +79,12 @@ def baselines(X, y, pretrain, swag):
     often runs faster on one. Returns ``(plain seconds, base seconds, threads)``
     with ``threads`` the count that gave the moment-keeping baseline.
     """
-    threads = torch.get_num_threads()
     plain, base = [], []
-    try:
-        for n in sorted({threads, 1}, reverse=True):
-            torch.set_num_threads(n)
+    for n in thread_counts():
+        with torch_threads(n):
             for _ in range(2):
                 plain.append(plain_loop(X, y, pretrain + swag))
                 base.append((plain_swag_loop(X, y, pretrain, swag), n))
-    finally:
-        torch.set_num_threads(threads)
     base_s, base_threads = min(base)
     return min(plain), base_s, base_threads
 
@@ -94,25 +93,13 @@ def fit_seconds(X, y, n_models, pretrain, swag, n_jobs, module):
     reg = make_regressor(
         n_models, pretrain, swag, n_jobs=n_jobs, module=module, normalize_y=False
     )
-    start = time.perf_counter()
-    reg.fit(X, y)
-    seconds = time.perf_counter() - start
+    seconds, _ = timed(lambda: reg.fit(X, y))
     mse = float(np.mean((reg.predict(X) - y) ** 2))
     return seconds, mse
 
 
 def n_jobs_value(text):
     return None if text.lower() == "none" else int(text)
-
-
-def module_list(text):
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = set(names) - set(MODULES)
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"--modules takes a comma-separated subset of {','.join(MODULES)}"
-        )
-    return names
 
 
 def check_targets(rows, epochs_scale):
@@ -150,8 +137,8 @@ def check_targets(rows, epochs_scale):
         print(f"  {'PASS' if ok else 'FAIL'}  {what}: {value}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "counts",
         nargs="*",
@@ -168,21 +155,21 @@ def main(argv=None):
     )
     parser.add_argument(
         "--modules",
-        type=module_list,
+        type=name_list(
+            MODULES, f"--modules takes a comma-separated subset of {','.join(MODULES)}"
+        ),
         default=list(MODULES),
         help="comma-separated networks: builtin, user (default: builtin,user)",
     )
-    parser.add_argument(
-        "--epochs-scale",
-        type=float,
-        default=1.0,
-        help="multiply both epoch counts, for quick trials (default: 1.0)",
-    )
-    args = parser.parse_args(argv)
-    pretrain = max(1, round(PRETRAIN * args.epochs_scale))
-    swag = max(1, round(SWAG * args.epochs_scale))
+    add_epochs_scale(parser)
+    return parser.parse_args(argv)
 
-    X, y = make_toy_regression(random_state=0)
+
+def main(argv=None):
+    args = parse_args(argv)
+    pretrain, swag = seed_epochs(args.epochs_scale)
+
+    X, y = toy_data()
     plain_loop(X, y, 200)  # warm up torch
     plain_swag_loop(X, y, 100, 100)
     for n_jobs in args.n_jobs:  # warm up skorch, vmap and the joblib pool
@@ -190,8 +177,8 @@ def main(argv=None):
             fit_seconds(X, y, 2, 20, 10, n_jobs, module)
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"{pretrain} + {swag} epochs, full batch, rank 20, normalize_y=False"
+        f"{torch_threads_line()}, {pretrain} + {swag} epochs, full batch, rank 20, "
+        "normalize_y=False"
     )
     print(
         "baselines: one plain PyTorch network (plain) and the same keeping the "

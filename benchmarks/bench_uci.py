@@ -87,30 +87,34 @@ Run from the repository root::
 """
 
 import argparse
-import ast
-import csv
-import shlex
-import sys
 import time
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import sklearn
 import torch
+from _common import (
+    add_overrides,
+    argument_parser,
+    cell,
+    command_line,
+    defaults_line,
+    mean_se,
+    number,
+    overrides,
+    positive,
+    print_head,
+    row,
+    timed,
+    versions,
+)
+from _data import ALL_DATA, UCI_FOLDERS, load_data, preprocessing
 from joblib import Parallel, delayed
-from sklearn.datasets import load_diabetes
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import BayesianRidge
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import sklearn_swag
 from sklearn_swag import (
     MultiSWAGRegressor,
     NormalMixture,
@@ -119,23 +123,6 @@ from sklearn_swag import (
     mean_interval_width,
     mean_negative_log_likelihood,
 )
-
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-WINE_CSV = DATA_DIR / "winequalityN.csv"
-UCI_DIR = DATA_DIR / "uci"
-UCI_FOLDERS = {  # name -> folder of ../shared/data/uci
-    "concrete": "concrete",
-    "energy": "energy",
-    "kin8nm": "kin8nm",
-    "naval": "naval-propulsion-plant",
-    "power": "power-plant",
-    "protein": "protein-tertiary-structure",
-    "wine-red": "wine-quality-red",
-    "yacht": "yacht",
-}
-OTHER_DATA = ["wine", "diabetes"]
-ALL_DATA = [*OTHER_DATA, *UCI_FOLDERS]
-RANDOM_SPLITS = 20  # random 90/10 splits of wine and diabetes
 
 # Deep ensembles (Lakshminarayanan, Pritzel & Blundell 2017, Table 1), on the
 # standard splits, as in ../shared/data/uci/README.md: (mean, s.e.).
@@ -225,7 +212,7 @@ def make_model(name, n_features, seed, n_models=None, overrides=None):
         model = MultiSWAGRegressor(**kwargs, random_state=seed)
     else:
         model = SKLEARN_MODELS[name](n_features, seed)
-    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), model)
+    return preprocessing(model)
 
 
 def predictive(pipe, X):
@@ -248,66 +235,13 @@ def score(dist, y):
 
 
 # -- data ------------------------------------------------------------------------------
-@dataclass
-class DataSet:
-    name: str
-    X: np.ndarray
-    y: np.ndarray
-    splits: list  # (train rows, test rows) per split
-    available: int  # splits the data set has
-    capped: list = field(default_factory=list)  # (split, rows before the cap)
-
-
-def random_splits(n_rows):
-    rows = np.arange(n_rows)
-    return [
-        tuple(train_test_split(rows, test_size=0.1, random_state=i))
-        for i in range(RANDOM_SPLITS)
-    ]
-
-
-def load_wine():
-    with WINE_CSV.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows = [row[1:] for row in reader if row[0] == "red"]
-    values = np.array([[float(v) if v else np.nan for v in row] for row in rows])
-    assert header[-1] == "quality" and values.shape[1] == 11 + 1, header
-    return values[:, :-1], values[:, -1]
-
-
-def load_uci(folder):
-    def ints(name):
-        return np.atleast_1d(np.loadtxt(folder / name, dtype=int))
-
-    data = np.loadtxt(folder / "data.txt", ndmin=2)
-    X, y = data[:, ints("index_features.txt")], data[:, ints("index_target.txt")[0]]
-    n_splits = int(ints("n_splits.txt")[0])
-    splits = [
-        (ints(f"index_train_{k}.txt"), ints(f"index_test_{k}.txt"))
-        for k in range(n_splits)
-    ]
-    return X, y, splits
-
-
-def load_data(name):
+def load_or_skip(name):
     """The data set ``name``, or None with a message when its files are absent."""
-    if name == "wine":
-        if not WINE_CSV.is_file():
-            print(f"bench_uci: skipping wine, {WINE_CSV} not found", flush=True)
-            return None
-        X, y = load_wine()
-        return DataSet(name, X, y, random_splits(len(y)), RANDOM_SPLITS)
-    if name == "diabetes":
-        X, y = load_diabetes(return_X_y=True)
-        return DataSet(name, X, y, random_splits(len(y)), RANDOM_SPLITS)
-    folder = UCI_DIR / UCI_FOLDERS[name]
     try:
-        X, y, splits = load_uci(folder)
+        return load_data(name)
     except OSError as exc:
-        print(f"bench_uci: skipping {name}, {folder}: {exc}", flush=True)
+        print(f"bench_uci: skipping {name}, {exc}", flush=True)
         return None
-    return DataSet(name, X, y, splits, len(splits))
 
 
 def limit(data, n_splits, max_rows):
@@ -342,9 +276,7 @@ def fit_and_score(
 ):
     """The fitted pipeline of ``name`` and its metrics (fit seconds included)."""
     pipe = make_model(name, X_train.shape[1], split, n_models, overrides)
-    start = time.perf_counter()
-    pipe.fit(X_train, y_train)
-    seconds = time.perf_counter() - start
+    seconds, _ = timed(lambda: pipe.fit(X_train, y_train))
     return pipe, dict(score(predictive(pipe, X_test), y_test), fit=seconds)
 
 
@@ -441,35 +373,16 @@ def run_data_set(data, models, args):
 
 
 # -- report ----------------------------------------------------------------------------
-def mean_se(values):
-    """Mean and standard error, std (ddof=1) / sqrt(n); NaN for one split."""
-    values = np.asarray(values)
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
-    return values.mean(), se
-
-
-def number(value):
-    if value == 0 or not np.isfinite(value) or 1e-2 <= abs(value) < 1e5:
-        return f"{value:.3f}"
-    return f"{value:.2e}"
-
-
-def cell(values):
-    mean, se = mean_se(values)
-    return f"{number(mean)} +- {number(se)}"
-
-
 def print_table(data, results, args, timing):
     n_train = max(len(train) for train, _ in data.splits)
     print(f"\n### {data.name}\n", flush=True)
-    print("| model | " + " | ".join(COLUMNS.values()) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
+    print_head(["model", *COLUMNS.values()])
     for model, metrics in results.items():
         if metrics is None:
             cells = [f"skipped (n > {args.gp_max_rows})"] * len(COLUMNS)
         else:
             cells = [cell(metrics[key]) for key in COLUMNS]
-        print(f"| {model} | " + " | ".join(cells) + " |")
+        print(row([model, *cells]))
     print(f"\n{len(data.splits)} of {data.available} splits, {n_train} training rows")
     n_time, ratio = timing
     if n_time is not None:
@@ -532,8 +445,7 @@ def print_summary(summary):
         "multiswag < scale0 by > 1 s.e.",
     ]
     print("\n### Summary: NLL per point (mean +- s.e. over splits)\n")
-    print("| " + " | ".join(titles) + " |")
-    print("|---" * len(titles) + "|")
+    print_head(titles)
     for name, (data, results) in summary.items():
         label = f"{name} (capped)" if data.capped else name
         cells = [label]
@@ -545,7 +457,7 @@ def print_summary(summary):
             "-" if published is None else "{:.2f} +- {:.2f}".format(*published["nll"])
         )
         cells += [verdict(results, "ensemble"), verdict(results, "scale0")]
-        print("| " + " | ".join(cells) + " |")
+        print(row(cells))
     print(
         "\nd: per-split NLL(multiswag) - NLL(other), mean +- s.e.; 'yes' where "
         "mean(d) < -s.e.(d). Published: deep ensembles of 5 networks, "
@@ -556,22 +468,14 @@ def print_summary(summary):
 
 
 def print_header(args):
-    params = {**MultiSWAGRegressor().get_params(), **args.overrides}
-    defaults = ", ".join(
-        f"{k}={getattr(v, '__name__', v)!s}"
-        for k, v in params.items()
-        if k not in ("random_state", "verbose", "device")
-    )
     budget = default_budget(args.overrides)
     threads = 1 if args.jobs != 1 else torch.get_num_threads()
-    print("$ python " + shlex.join(sys.argv))
+    print(command_line())
     print(
-        f"sklearn_swag {sklearn_swag.__version__}, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}; {threads} torch thread(s) x "
-        f"{args.jobs} job(s)"
+        f"{versions('sklearn_swag', 'torch', 'scikit-learn')}; {threads} torch "
+        f"thread(s) x {args.jobs} job(s)"
     )
-    label = "defaults" if not args.overrides else f"with --set {args.overrides}"
-    print(f"MultiSWAGRegressor {label}: {defaults}")
+    print(defaults_line(MultiSWAGRegressor, args.overrides))
     print(
         f"ensemble: n_models={budget['n_models']}, pretrain_epochs="
         f"{budget['pretrain_epochs'] + budget['swag_epochs']}, swag_epochs=0; "
@@ -599,18 +503,9 @@ def parse_data(value):
     return list(dict.fromkeys(names))
 
 
-def positive(value):
-    number_ = int(value)
-    if number_ < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
-    return number_
-
-
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"Data sets: {', '.join(ALL_DATA)}; models: {', '.join(ALL_MODELS)}",
+    parser = argument_parser(
+        __doc__, f"Data sets: {', '.join(ALL_DATA)}; models: {', '.join(ALL_MODELS)}"
     )
     parser.add_argument(
         "--data", type=parse_data, default="all", help="names, 'uci' or 'all' (default)"
@@ -620,22 +515,9 @@ def parse_args():
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--gp-max-rows", type=int, default=2000)
     parser.add_argument("--max-rows", type=positive, default=None)
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a MultiSWAGRegressor default for every MultiSWAG model "
-        "(repeatable; VALUE read as a Python literal), e.g. --set swa_lr=0.01",
-    )
+    add_overrides(parser, "MultiSWAGRegressor", "swa_lr=0.01")
     args = parser.parse_args()
-    args.overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            args.overrides[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            args.overrides[key.strip()] = value.strip()
+    args.overrides = overrides(args.set)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(ALL_MODELS))
     if unknown:
@@ -648,7 +530,7 @@ def main():
     print_header(args)
     summary = {}
     for name in args.data:
-        data = load_data(name)
+        data = load_or_skip(name)
         if data is None:
             continue
         data = limit(data, args.splits, args.max_rows)

@@ -76,7 +76,6 @@ Run from the repository root::
         --epochs-scale 0.02
 """
 
-import argparse
 import json
 import os
 import pickle
@@ -89,6 +88,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_epochs_scale, argument_parser, timed, versions
 
 N_QUERY = 1000
 #: Most epochs of the short fit that several devices must reproduce to 1e-4.
@@ -133,16 +133,6 @@ class Run:
         if skip:
             lines.append(skip)
         return lines, skip is None
-
-
-def timed(fn, device):
-    """``(seconds, fn())``, the device synchronised before the clock stops."""
-    from seed_workload import synchronize
-
-    start = time.perf_counter()
-    out = fn()
-    synchronize(device)
-    return time.perf_counter() - start, out
 
 
 def placement_problems(reg):
@@ -243,7 +233,7 @@ def child_load_check(folder):
 
 def seed_section(run, args, X, y, X_query, pretrain, swag):
     """Section 1; returns its table and, per fitted count, fit s, mean and std."""
-    from seed_workload import make_regressor, plain_loop
+    from _seed_workload import make_regressor, plain_loop
 
     on_cuda = torch.device(args.device).type == "cuda"
     header = (
@@ -287,9 +277,25 @@ def seed_section(run, args, X, y, X_query, pretrain, swag):
     return lines, fitted
 
 
+def predicted(reg, X_query):
+    """A regressor's mean and std at ``X_query``, as a dict."""
+    mean, std = reg.predict(X_query, return_std=True)
+    return {"mean": mean, "std": std}
+
+
+def compare(one, many):
+    """Largest difference, bit equality and agreement to 1e-4 of two predictions."""
+    diff = max(max_diff(one[k], many[k]) for k in ("mean", "std"))
+    same = all(np.array_equal(one[k], many[k]) for k in ("mean", "std"))
+    agree = all(
+        np.allclose(many[k], one[k], rtol=1e-4, atol=1e-4) for k in ("mean", "std")
+    )
+    return diff, same, agree
+
+
 def several_devices_section(run, args, X, y, X_query, pretrain, swag, fitted):
     """Section 2: the particles split over several devices, one group each."""
-    from seed_workload import make_regressor
+    from _seed_workload import make_regressor
 
     on_cuda = torch.device(args.device).type == "cuda"
     if on_cuda:
@@ -311,18 +317,6 @@ def several_devices_section(run, args, X, y, X_query, pretrain, swag, fitted):
     lines = [f"{n_models} particles, device={devices}, n_jobs={n_jobs}", header]
     lines.append("-" * len(header))
 
-    def compare(one, many):
-        diff = max(max_diff(one[k], many[k]) for k in ("mean", "std"))
-        same = all(np.array_equal(one[k], many[k]) for k in ("mean", "std"))
-        agree = all(
-            np.allclose(many[k], one[k], rtol=1e-4, atol=1e-4) for k in ("mean", "std")
-        )
-        return diff, same, agree
-
-    def predicted(reg):
-        mean, std = reg.predict(X_query, return_std=True)
-        return {"mean": mean, "std": std}
-
     # Short fit: must agree to 1e-4; starts the joblib workers, untimed for that.
     short = (min(pretrain, SHORT_PRETRAIN), min(swag, SHORT_SWAG))
     skip = run.over_budget()
@@ -336,7 +330,7 @@ def several_devices_section(run, args, X, y, X_query, pretrain, swag, fitted):
         lambda: make_regressor(n_models, *short, devices, n_jobs).fit(X, y),
         devices[0],
     )
-    diff, same, short_agree = compare(predicted(one), predicted(many))
+    diff, same, short_agree = compare(predicted(one, X_query), predicted(many, X_query))
     if not short_agree:
         run.failures.append(
             f"several devices, short fit: predictions differ by up to {diff:.2e} "
@@ -362,7 +356,7 @@ def several_devices_section(run, args, X, y, X_query, pretrain, swag, fitted):
     problems = placement_problems(reg)
     if problems:
         run.failures.append("several devices: " + "; ".join(problems))
-    many = predicted(reg)
+    many = predicted(reg, X_query)
     diff, same, agree = compare(fitted[n_models], many)
     loaded_ok, detail = load_check(reg, X_query, many, on_cuda)
     if not loaded_ok:
@@ -515,17 +509,12 @@ def classifier_section(run, args):
     return lines
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--particles", nargs="+", type=int, default=[1, 64, 1024], metavar="P"
     )
-    parser.add_argument(
-        "--epochs-scale",
-        type=float,
-        default=1.0,
-        help="multiply both epoch counts of the seed workload (default: 1.0)",
-    )
+    add_epochs_scale(parser, what="both epoch counts of the seed workload")
     parser.add_argument(
         "--device", default="cuda", help="'cuda' (default) or 'cpu' for a dry run"
     )
@@ -547,7 +536,11 @@ def main(argv=None):
         default=None,
         help="of those, rows predicted on the CPU (default: 100,000; 5,000 on cpu)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     on_cuda = torch.device(args.device).type == "cuda"
     if on_cuda and not torch.cuda.is_available():
         print(
@@ -556,24 +549,19 @@ def main(argv=None):
         )
         return 0
 
-    import sklearn
-    import skorch
-    from seed_workload import PRETRAIN, SWAG, make_regressor, plain_loop
-
-    from sklearn_swag import make_toy_regression
+    from _data import toy_data, toy_query
+    from _seed_workload import make_regressor, plain_loop, seed_epochs
 
     run = Run(args.budget_s)
-    pretrain = max(1, round(PRETRAIN * args.epochs_scale))
-    swag = max(1, round(SWAG * args.epochs_scale))
+    pretrain, swag = seed_epochs(args.epochs_scale)
     name = torch.cuda.get_device_name(args.device) if on_cuda else "CPU"
     n_gpus = torch.cuda.device_count() if on_cuda else 0
     print(
         f"device {args.device} ({name}; {n_gpus} CUDA device(s) visible); "
-        f"torch {torch.__version__}, skorch {skorch.__version__}, "
-        f"scikit-learn {sklearn.__version__}"
+        f"{versions('torch', 'skorch', 'scikit-learn')}"
     )
-    X, y = make_toy_regression(random_state=0)
-    X_query = np.linspace(-0.5, 1.0, N_QUERY).reshape(-1, 1)
+    X, y = toy_data()
+    X_query = toy_query(N_QUERY)
 
     # Warm up: CUDA context, kernels, skorch.
     plain_loop(X, y, 50, args.device)

@@ -17,11 +17,22 @@ FAST = dict(
     swa_lr=None,  # one learning rate; tests of swa_lr set it
     random_state=0,
 )
+#: A few epochs of mini-batches; tests add the particles and draws they need.
+MINI_BATCH = dict(
+    rank=3, pretrain_epochs=20, swag_epochs=5, batch_size=16, lr=0.01, random_state=0
+)
+#: FAST without the built-in network's settings, for a network of the user's.
+FAST_USER_NET = {k: v for k, v in FAST.items() if not k.startswith("module__")}
 
 
 @pytest.fixture
 def fast_params():
     return dict(FAST)
+
+
+@pytest.fixture
+def user_net_params():
+    return dict(FAST_USER_NET)
 
 
 @pytest.fixture

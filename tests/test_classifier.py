@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
+from conftest import FAST, FAST_USER_NET
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import softmax
 from sklearn.base import clone
@@ -186,9 +186,8 @@ def test_user_criterion_without_elementwise_values(blobs):
 
 def test_batchnorm_network(blobs):
     X, y = blobs
-    params = {k: v for k, v in FAST.items() if not k.startswith("module__")}
     net = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
-    clf = MultiSWAGClassifier(net, **params).fit(X, y)
+    clf = MultiSWAGClassifier(net, **FAST_USER_NET).fit(X, y)
     assert clf.bn_update_X_ is not None
     assert clf.score(X, y) > 0.85
 

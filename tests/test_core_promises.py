@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import MINI_BATCH
 from networks import BatchNormNet, SeedNet
 
 from sklearn_swag import MultiSWAGRegressor
@@ -57,10 +58,7 @@ def test_held_out_rows_do_not_depend_on_n_models():
 @pytest.mark.parametrize("module", [None, BatchNormNet])
 def test_set_params_after_fit_changes_no_prediction(regression_data, module):
     X, y = regression_data
-    params = dict(
-        n_models=2, rank=3, pretrain_epochs=20, swag_epochs=5, n_samples=3,
-        batch_size=16, lr=0.01, random_state=0,
-    )  # fmt: skip
+    params = dict(MINI_BATCH, n_models=2, n_samples=3)
     reg = MultiSWAGRegressor(module, **params).fit(X, y)
     before = (*reg.predict(X, return_std=True), reg.sample_y(X, n_samples=3))
     reg.set_params(
@@ -126,10 +124,7 @@ def test_ctrl_c_stops_fit_and_keeps_the_earlier_model(
 @pytest.mark.parametrize("module", [None, SeedNet, BatchNormNet])
 def test_prediction_is_thread_safe(regression_data, module):
     X, y = regression_data
-    params = dict(
-        n_models=3, rank=3, pretrain_epochs=20, swag_epochs=5, n_samples=4,
-        batch_size=16, lr=0.01, random_state=0,
-    )  # fmt: skip
+    params = dict(MINI_BATCH, n_models=3, n_samples=4)
     reg = MultiSWAGRegressor(module, **params).fit(X, y)
     queries = [X[i::4] for i in range(4)]
     expected = [reg.predict(q, return_std=True) for q in queries]
@@ -159,12 +154,10 @@ def test_prediction_is_thread_safe(regression_data, module):
 
 
 def test_prediction_never_moves_or_switches_the_fitted_stack(
-    regression_data, fast_params
+    regression_data, user_net_params
 ):
     X, y = regression_data
-    reg = MultiSWAGRegressor(BatchNormNet, **{
-        k: v for k, v in fast_params.items() if not k.startswith("module__")
-    }).fit(X, y)  # fmt: skip
+    reg = MultiSWAGRegressor(BatchNormNet, **user_net_params).fit(X, y)
     stack = reg.particles_
     training = stack.training
     buffers = [b.clone() for b in stack.stacked_buffers()]

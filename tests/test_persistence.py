@@ -7,6 +7,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from networks import BatchNormNet
 from sklearn.datasets import make_blobs
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -34,19 +35,6 @@ class SmallNet(nn.Module):
 
     def forward(self, X):
         return self.outer(self.activation(self.inner(X)))
-
-
-class NormedNet(nn.Module):
-    """A user's network with BatchNorm statistics to save."""
-
-    def __init__(self, n_in=3):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(n_in, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)
-        )
-
-    def forward(self, X):
-        return self.body(X)
 
 
 def _untrusted(blob):
@@ -95,9 +83,9 @@ def test_default_regressor_round_trips_through_skops(regression_data):
     np.testing.assert_array_equal(loaded.swag_deviations_, reg.swag_deviations_)
 
 
-def test_user_module_class_round_trips_through_skops(regression_data, fast_params):
+def test_user_module_class_round_trips_through_skops(regression_data, user_net_params):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     reg = MultiSWAGRegressor(
         module=SmallNet,
         module__hidden=6,
@@ -119,9 +107,11 @@ def test_user_module_class_round_trips_through_skops(regression_data, fast_param
     assert loaded.get_params()["module__activation"] is nn.ELU
 
 
-def test_module_instance_round_trips_with_its_own_classes(regression_data, fast_params):
+def test_module_instance_round_trips_with_its_own_classes(
+    regression_data, user_net_params
+):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     module = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1))
     reg = MultiSWAGRegressor(module=module, **params).fit(X, y)
     loaded, untrusted = _skops_round_trip(reg)
@@ -145,10 +135,12 @@ def test_module_instance_round_trips_with_its_own_classes(regression_data, fast_
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_batch_norm_statistics_round_trip(regression_data, fast_params):
+def test_batch_norm_statistics_round_trip(regression_data, user_net_params):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
-    reg = MultiSWAGRegressor(module=NormedNet, **{**params, "batch_size": 16}).fit(X, y)
+    params = user_net_params
+    reg = MultiSWAGRegressor(module=BatchNormNet, **{**params, "batch_size": 16}).fit(
+        X, y
+    )
     loaded, _ = _skops_round_trip(reg)
     for a, b in zip(
         loaded.particles_.stacked_buffers(),
@@ -222,11 +214,13 @@ def test_loaded_model_can_add_particles(regression_data, fast_params):
 
 # -- the saved state -------------------------------------------------------------------
 @pytest.mark.parametrize("module", [None, "instance"])
-def test_saved_state_holds_no_torch_object(regression_data, fast_params, module):
+def test_saved_state_holds_no_torch_object(
+    regression_data, fast_params, user_net_params, module
+):
     X, y = regression_data
     params = dict(fast_params)
     if module == "instance":
-        params = {k: v for k, v in params.items() if not k.startswith("module__")}
+        params = user_net_params
         params["module"] = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
     reg = MultiSWAGRegressor(**params).fit(X, y)
     assert _holds_torch(reg.__getstate__()) == []
@@ -317,9 +311,11 @@ def test_pickle_holding_torch_objects_still_loads(regression_data, fast_params):
     np.testing.assert_array_equal(pickle.loads(blob).predict(X), reg.predict(X))
 
 
-def test_a_network_changed_since_saving_is_a_clear_error(regression_data, fast_params):
+def test_a_network_changed_since_saving_is_a_clear_error(
+    regression_data, user_net_params
+):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     reg = MultiSWAGRegressor(module=SmallNet, module__hidden=6, **params).fit(X, y)
     state = reg.__getstate__()
     state["_network"]["module_kwargs"]["hidden"] = 7  # as if SmallNet had changed

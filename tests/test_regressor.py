@@ -7,6 +7,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import MINI_BATCH
 from networks import BatchNormNet
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -319,9 +320,9 @@ def test_user_module_class_with_routed_parameters(toy_1d):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_user_module_instance_is_reinitialised_per_particle(toy_1d, fast_params):
+def test_user_module_instance_is_reinitialised_per_particle(toy_1d, user_net_params):
     X, y = toy_1d
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     params.update(pretrain_epochs=0, swag_epochs=1, lr=1e-12)
     template = GenericNet()
     before = nn.utils.parameters_to_vector(template.parameters()).detach().clone()
@@ -341,9 +342,9 @@ class UnbatchableNet(BatchNormNet):
         return out if bool(out.abs().sum() < 1e9) else -out
 
 
-def test_unbatchable_module_falls_back_with_a_warning(regression_data, fast_params):
+def test_unbatchable_module_falls_back_with_a_warning(regression_data, user_net_params):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     with pytest.warns(UserWarning, match="one after another"):  # even from workers
         reg = MultiSWAGRegressor(UnbatchableNet, **params, n_jobs=2).fit(X, y)
     assert reg.particles_.mode == "loop"
@@ -352,9 +353,9 @@ def test_unbatchable_module_falls_back_with_a_warning(regression_data, fast_para
     assert reg.bn_update_X_.shape == (reg.n_train_samples_, 3)
 
 
-def test_batch_norm_network_trains_batched(regression_data, fast_params):
+def test_batch_norm_network_trains_batched(regression_data, user_net_params):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         reg = MultiSWAGRegressor(BatchNormNet, **params).fit(X, y)
@@ -362,16 +363,16 @@ def test_batch_norm_network_trains_batched(regression_data, fast_params):
     assert reg.score(X, y) > 0.5
 
 
-def test_a_last_batch_of_one_row_trains_batch_norm(regression_data, fast_params):
+def test_a_last_batch_of_one_row_trains_batch_norm(regression_data, user_net_params):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     params.update(batch_size=21, validation_fraction=0.0)  # 64 = 3 * 21 + 1
     reg = MultiSWAGRegressor(BatchNormNet, **params).fit(X, y)
     assert np.all(np.isfinite(reg.predict(X)))
 
 
-def test_batch_norm_needs_two_training_rows(fast_params):
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+def test_batch_norm_needs_two_training_rows(user_net_params):
+    params = user_net_params
     with pytest.raises(ValueError, match="at least 2 training rows"):
         MultiSWAGRegressor(BatchNormNet, **params, validation_fraction=0).fit(
             np.ones((1, 3)), [1.0]
@@ -399,10 +400,10 @@ def _refreshed_reference(reg, X, batch_size):
 
 
 def test_scale_zero_with_batch_norm_predicts_with_refreshed_statistics(
-    regression_data, fast_params
+    regression_data, user_net_params
 ):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     params.update(scale=0.0, validation_fraction=0.0, bn_update_rows=None)
     reg = MultiSWAGRegressor(BatchNormNet, **{**params, "batch_size": 16}).fit(X, y)
     # every training row, in a shuffled order
@@ -420,9 +421,9 @@ def test_networks_without_batch_norm_store_no_rows(regression_data, fast_params)
     assert MultiSWAGRegressor(**fast_params).fit(X, y).bn_update_X_ is None
 
 
-def test_bn_update_rows_bounds_the_stored_rows(regression_data, fast_params):
+def test_bn_update_rows_bounds_the_stored_rows(regression_data, user_net_params):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     reg = MultiSWAGRegressor(BatchNormNet, **params, bn_update_rows=10).fit(X, y)
     assert reg.bn_update_X_.shape == (10, 3)
     train_rows = {row.tobytes() for row in X.astype(np.float32)}
@@ -664,10 +665,7 @@ def test_user_networks_of_common_layers_train_batched(regression_data, module):
     X, y = regression_data
     X = X.copy()
     X[:, 0] = np.floor((X[:, 0] + 1) * 2)  # 0..3: a category for EmbeddingNet
-    params = dict(
-        n_models=3, rank=3, pretrain_epochs=30, swag_epochs=5, n_samples=3,
-        batch_size=16, lr=0.01, random_state=0,
-    )  # fmt: skip
+    params = dict(MINI_BATCH, n_models=3, pretrain_epochs=30, n_samples=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning
         reg = MultiSWAGRegressor(module, **params).fit(X, y)
@@ -690,9 +688,11 @@ class BatchStatisticsNet(nn.Module):
         return self.body(x)
 
 
-def test_a_last_batch_of_one_row_trains_batch_statistics(regression_data, fast_params):
+def test_a_last_batch_of_one_row_trains_batch_statistics(
+    regression_data, user_net_params
+):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     params.update(batch_size=21, validation_fraction=0.0)  # 64 = 3 * 21 + 1
     reg = MultiSWAGRegressor(BatchStatisticsNet, **params).fit(X, y)
     assert reg.bn_update_X_ is None  # no running statistics to recompute

@@ -172,9 +172,9 @@ def test_standardised_targets_make_predictions_affine_equivariant(
     )
 
 
-def test_normalize_y_auto_leaves_a_user_module_alone(regression_data, fast_params):
+def test_normalize_y_auto_leaves_a_user_module_alone(regression_data, user_net_params):
     X, y = regression_data
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
     reg = MultiSWAGRegressor(net, **params).fit(X, y + 5.0)
     np.testing.assert_array_equal(reg.y_mean_, [0.0])
@@ -231,14 +231,16 @@ def test_heteroscedastic_noise_follows_the_data(growing_noise):
     )
 
 
-def test_heteroscedastic_multi_output_and_user_module(regression_data, fast_params):
+def test_heteroscedastic_multi_output_and_user_module(
+    regression_data, fast_params, user_net_params
+):
     X, y = regression_data
     Y = np.column_stack([y, 3 * y])
     reg = MultiSWAGRegressor(**fast_params, noise="heteroscedastic").fit(X, Y)
     mean, std = reg.predict(X, return_std=True)
     assert mean.shape == std.shape == (64, 2) and np.all(std > 0)
     assert reg.sample_y(X, 2).shape == (64, 2, 2)
-    params = {k: v for k, v in fast_params.items() if not k.startswith("module__")}
+    params = user_net_params
     one_column = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
     with pytest.raises(ValueError, match="a mean and a variance column per target"):
         MultiSWAGRegressor(one_column, **params, noise="heteroscedastic").fit(X, y)

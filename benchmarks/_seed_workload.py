@@ -6,6 +6,7 @@
 - :func:`plain_loop`: one network, a hand-written training loop, nothing else;
 - :func:`plain_swag_loop`: the same loop that also keeps the SWAG moments at the
   end of each SWAG epoch, as the package does (the fairer baseline);
+- :func:`seed_epochs`: the epoch counts, scaled for quick trials;
 - :class:`SeedNet`: the network as the seed notebook writes it, a user module;
 - :func:`make_regressor`: the seed's estimator, with the built-in network or
   :class:`SeedNet`.
@@ -14,6 +15,7 @@
 import time
 
 import torch
+from _common import PlainMoments, scaled, synchronize
 from torch import nn
 
 from sklearn_swag import MultiSWAGRegressor
@@ -23,30 +25,33 @@ RANK = 20
 MODULES = ("builtin", "user")
 
 
+def seed_epochs(scale=1.0):
+    """The seed's pretraining and SWAG epochs, each times ``scale``, at least 1."""
+    return scaled(PRETRAIN, scale), scaled(SWAG, scale)
+
+
+def seed_sequential():
+    """The seed network's layers, 1-16-16-1 with ELU, as one ``nn.Sequential``."""
+    return nn.Sequential(
+        nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
+    )
+
+
 class SeedNet(nn.Module):
     """The seed network as a user writes it: 1-16-16-1 with ELU activations."""
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
-        )
+        self.net = seed_sequential()
 
     def forward(self, x):
         return self.net(x)
 
 
-def synchronize(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _seed_net_and_data(X, y, device, seed):
     with torch.random.fork_rng(devices=[]):  # leave the caller's seed alone
         torch.manual_seed(seed)
-        net = nn.Sequential(
-            nn.Linear(1, 16), nn.ELU(), nn.Linear(16, 16), nn.ELU(), nn.Linear(16, 1)
-        )
+        net = seed_sequential()
     net = net.to(device)
     X_t = torch.as_tensor(X, dtype=torch.float32, device=device)
     y_t = torch.as_tensor(y, dtype=torch.float32, device=device).reshape(-1, 1)
@@ -83,11 +88,7 @@ def plain_swag_loop(X, y, pretrain, swag, rank=RANK, device="cpu", seed=0):
     """
     net, X_t, y_t = _seed_net_and_data(X, y, device, seed)
     opt = torch.optim.Adam(net.parameters(), lr=0.03)
-    params = list(net.parameters())
-    n_params = sum(p.numel() for p in params)
-    mean = torch.zeros(n_params, dtype=torch.float64, device=device)
-    sq_mean = torch.zeros_like(mean)
-    ring = torch.zeros(max(rank, 1), n_params, dtype=torch.float32, device=device)
+    moments = PlainMoments(net.parameters(), rank, device)
     synchronize(device)
     start = time.perf_counter()
     for epoch in range(pretrain + swag):
@@ -95,14 +96,8 @@ def plain_swag_loop(X, y, pretrain, swag, rank=RANK, device="cpu", seed=0):
         loss = nn.functional.mse_loss(net(X_t), y_t)
         loss.backward()
         opt.step()
-        n = epoch - pretrain + 1  # snapshots after this one is added
-        if n >= 1:
-            with torch.no_grad():
-                theta = nn.utils.parameters_to_vector(params).to(torch.float64)
-                mean += (theta - mean) / n
-                sq_mean += (theta * theta - sq_mean) / n
-                if rank > 0:
-                    ring[(n - 1) % rank] = theta - mean
+        if epoch >= pretrain:
+            moments.collect()
     synchronize(device)
     return time.perf_counter() - start
 
