@@ -50,6 +50,7 @@ from ._training.callbacks import _checked_callbacks, _swa_lr
 from ._training.devices import group_devices, partition, resolve_devices
 from ._training.group import fit_group
 from ._training.history import merge_groups
+from ._training.net import snapshot_steps
 from ._training.plan import TrainingPlan
 from ._training.routed import (
     ITERATOR_KEYS,
@@ -448,11 +449,13 @@ class MultiSWAGBase(BaseEstimator):
         fails here, clearly, and not inside a worker.
         """
         modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
-        if uses_batch_norm(modules[0]) and n_train < 2:
+        normalises = uses_batch_norm(modules[0])
+        if normalises and n_train < 2:
             raise ValueError(
                 "A network with BatchNorm layers needs at least 2 training rows "
                 f"to normalise by; got {n_train}."
             )
+        snapshot_steps(plan, n_train, normalises)  # a SWAG phase with no snapshot
         probe = torch.as_tensor(X[:8])
         plan.stack_mode = plan.check(modules[:2], probe)
         with torch.no_grad():

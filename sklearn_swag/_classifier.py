@@ -73,7 +73,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         SWAG epochs over which the learning rate moves to ``swa_lr``.
     swag_every : float, default=0.5
         Epochs between snapshots in the SWAG phase (below 1: several per
-        epoch).
+        epoch); a value that leaves no snapshot in ``swag_epochs`` is refused.
     lr : float, default=0.003
         Learning rate of the optimizer.
     batch_size : int or None, default=128

@@ -76,7 +76,8 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
     swag_every : float, default=1.0
         Epochs between snapshots in the SWAG phase. Below 1, several
         snapshots are taken per epoch: one every ``round(swag_every *
-        steps_per_epoch)`` training steps (at least one step).
+        steps_per_epoch)`` training steps (at least one step). A value that
+        leaves no snapshot in ``swag_epochs`` is refused.
     lr : float, default=0.003
         Learning rate of the optimizer in the pretraining (and in the SWAG
         epochs with ``swa_lr=None``). The defaults of the epochs, ``lr`` and

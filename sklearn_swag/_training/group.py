@@ -108,8 +108,10 @@ def fit_group(
                 if progress is not None:
                     progress.end_pretraining(plan.swag_epochs)
                 continue
+            if final_losses is None:
+                final_losses = torch.full((len(seeds),), math.nan, dtype=torch.float64)
             entry, collector, final_losses = _train(
-                run, stack, phase, epochs, swag_start
+                run, stack, phase, epochs, swag_start, final_losses
             )
             histories.append(entry)
     return _group_result(plan, stack, collector, histories, best_epochs, final_losses)
@@ -241,7 +243,14 @@ def _own_global_generators(seed: int, device: torch.device):
         yield
 
 
-def _train(run: _Run, stack: ParticleStack, phase: str, epochs: int, swag_start: int):
+def _train(
+    run: _Run,
+    stack: ParticleStack,
+    phase: str,
+    epochs: int,
+    swag_start: int,
+    last_losses: torch.Tensor,
+):
     """A run of every particle of the group, whose SWAG epochs follow
     ``swag_start`` epochs of pretraining.
 
@@ -252,17 +261,31 @@ def _train(run: _Run, stack: ParticleStack, phase: str, epochs: int, swag_start:
     collector : SWAGCollector
         The run's SWAG moments.
     last_losses : torch.Tensor of shape (P,)
-        Each particle's loss on its last mini-batch.
+        Each particle's loss on its last mini-batch (``last_losses``, the
+        losses so far, updated).
     """
+    last_losses = last_losses.clone()
     members = list(range(stack.n_particles))
     net, history, collector = run.net(phase, stack, members, epochs, swag_start)
     try:
         net.fit(run.X, run.y)
     except _Interrupted:
         raise KeyboardInterrupt from None
-    last_losses = run.criterion.last_losses.detach().cpu().double()
+    _keep_latest_losses(run.criterion, last_losses, torch.arange(stack.n_particles))
     entry = (phase, history, net, torch.arange(stack.n_particles), None)
     return entry, collector, last_losses
+
+
+def _keep_latest_losses(
+    criterion: ParticleLoss, losses: torch.Tensor, members: torch.Tensor
+) -> None:
+    """Write the losses of the run's last mini-batch into ``losses[members]``.
+
+    A run that ended before its first mini-batch (a user's callback can end
+    it at its start) leaves the losses of the run before it.
+    """
+    if criterion.last_losses is not None:
+        losses[members] = criterion.last_losses.detach().cpu().double()
 
 
 def _pretraining_monitor(plan: TrainingPlan, validation, device) -> PretrainingMonitor:
@@ -311,9 +334,10 @@ def _pretrain(
         net, history, _ = run.net(
             "pretrain", run_stack, who, remaining, remaining, monitor
         )
-        dropping = _fit_until_stopped(run, net, state)
+        # Particles that stop at the last epoch leave no epoch to go on with.
+        dropping = _fit_until_stopped(run, net, state) and monitor.epochs_ < remaining
         runs.append(("pretrain", history, net, members, monitor.as_array()))
-        last_losses[members] = run.criterion.last_losses.detach().cpu().double()
+        _keep_latest_losses(run.criterion, last_losses, members)
         done = monitor.stopped.cpu() if dropping else torch.ones(len(who), dtype=bool)
         keep = (~done).nonzero().flatten()
         if dropping:  # taken before the stopped particles are restored
@@ -402,10 +426,11 @@ def _moments(plan: TrainingPlan, stack: ParticleStack, collector) -> tuple:
     """The SWAG moments of the group's particles, on the CPU.
 
     Without SWAG epochs the group is a deep ensemble: the posterior of each
-    particle is its final weights.
+    particle is its final weights. So it is when the SWAG run ended before
+    its first snapshot (a user's callback can end it at its start).
     """
-    if collector is not None and plan.swag_epochs > 0:
-        moments = collector.moments_
+    moments = None if collector is None else collector.moments_
+    if moments is not None and plan.swag_epochs > 0 and bool(moments.n_snapshots.all()):
         return (
             moments.mean.cpu(),
             moments.sq_mean.cpu(),

@@ -87,6 +87,34 @@ class _GroupNet(NeuralNet):
         )
 
 
+def snapshot_steps(plan: TrainingPlan, n_rows: int, merge_single_row: bool) -> int:
+    """Training steps between two SWAG snapshots, or a clear error if none fits.
+
+    A snapshot is taken every ``round(swag_every * steps_per_epoch)`` steps of
+    the SWAG epochs (at least every step). A ``swag_every`` longer than all
+    the SWAG epochs would take no snapshot, and a particle without one has no
+    posterior: that is refused before training.
+
+    Raises
+    ------
+    ValueError
+        With ``swag_epochs > 0`` and no snapshot in the SWAG epochs.
+    """
+    drop_last = bool(plan.iterator_kwargs.get("drop_last", False))
+    steps_per_epoch = len(
+        training_batches(n_rows, plan.batch_size, drop_last, merge_single_row)
+    )
+    every = max(1, round(plan.swag_every * steps_per_epoch))
+    if 0 < plan.swag_epochs * steps_per_epoch < every:
+        raise ValueError(
+            f"swag_every={plan.swag_every:g} epochs takes no snapshot in "
+            f"swag_epochs={plan.swag_epochs} (of {steps_per_epoch} training "
+            "step(s) each): set swag_every to at most swag_epochs, or "
+            "swag_epochs=0 for a deep ensemble."
+        )
+    return every
+
+
 def _callbacks(
     plan: TrainingPlan,
     stack: ParticleStack,
@@ -111,14 +139,6 @@ def _callbacks(
     collector : SWAGCollector or None
         None with ``monitor``.
     """
-    steps_per_epoch = len(
-        training_batches(
-            n_rows,
-            plan.batch_size,
-            bool(plan.iterator_kwargs.get("drop_last", False)),
-            stack.normalises_batches,
-        )
-    )
     callbacks: list = [("divergence", DivergenceCheck(list(map(int, particle_ids))))]
     if plan.swa_lr is not None:
         rates = LearningRatePlan(plan.lr, plan.swa_lr, swag_start, plan.anneal_epochs)
@@ -129,7 +149,7 @@ def _callbacks(
             start_epoch=swag_start,
             rank=plan.rank,
             deviation_dtype=getattr(torch, plan.deviation_dtype),
-            every_steps=max(1, round(plan.swag_every * steps_per_epoch)),
+            every_steps=snapshot_steps(plan, n_rows, stack.normalises_batches),
         )
         callbacks.append(("swag", collector))
     history = TrainingHistory(swag_start)
