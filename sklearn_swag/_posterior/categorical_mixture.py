@@ -224,6 +224,31 @@ class CategoricalMixture:
             raise ValueError(f"y_index must lie in [0, {self.n_classes}).")
         return np.take_along_axis(self.log_proba(), index[:, None], axis=1)[:, 0]
 
+    def labels(self, y: ArrayLike, name: str = "y") -> NDArray:
+        """Labels ``y`` as an array of shape ``(n_points,)``, or a clear error.
+
+        Parameters
+        ----------
+        y : array-like of shape (n_points,) or (n_points, 1)
+            One label per point.
+        name : str, default="y"
+            What the message calls ``y``.
+
+        Returns
+        -------
+        ndarray of shape (n_points,)
+        """
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != (self.n_points,):
+            raise ValueError(
+                f"{name} of shape {y.shape} does not match dist, a mixture over "
+                f"{self.n_points} points: expected shape {(self.n_points,)} or "
+                f"{(self.n_points, 1)}."
+            )
+        return y
+
     def class_index(self, y: ArrayLike) -> NDArray:
         """Column indices of labels ``y``; an unknown label is a clear error.
 
@@ -236,14 +261,7 @@ class CategoricalMixture:
         -------
         ndarray of shape (n_points,), int
         """
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.shape != (self.n_points,):
-            raise ValueError(
-                f"y must have shape ({self.n_points},) to match the distribution; "
-                f"got {y.shape}."
-            )
+        y = self.labels(y, "y")
         order = np.argsort(self.classes)
         sorted_classes = self.classes[order]
         position = np.clip(

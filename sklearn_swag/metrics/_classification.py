@@ -35,16 +35,7 @@ _MIXTURE_CONSTRAINTS = {
 def _check_labels(y_true: ArrayLike, dist: CategoricalMixture) -> NDArray:
     """Check ``dist`` and return ``y_true`` as an array of shape (n_points,)."""
     _check_dist(dist, CategoricalMixture)
-    y = np.asarray(y_true)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.shape != (dist.n_points,):
-        raise ValueError(
-            f"y_true of shape {y.shape} does not match dist, a mixture over "
-            f"{dist.n_points} points: expected shape {(dist.n_points,)} or "
-            f"{(dist.n_points, 1)}."
-        )
-    return y
+    return dist.labels(y_true, "y_true")
 
 
 def _check_n_bins(n_bins) -> int:
