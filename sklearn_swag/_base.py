@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._network.stack import ParticleStack, uses_batch_norm
 from ._persistence import loaded_state, saved_state
 from ._posterior.diagnostics import warn_exploded
-from ._posterior.draws import function_draws, particle_outputs
+from ._posterior.draws import finite_outputs, function_draws, particle_outputs
 from ._rows import (
     _bn_update_rows,
     _fingerprint,
@@ -51,6 +51,7 @@ from ._training.devices import group_devices, partition, resolve_devices
 from ._training.group import fit_group
 from ._training.history import merge_groups
 from ._training.net import snapshot_steps
+from ._training.network_spec import check_same_network
 from ._training.plan import TrainingPlan
 from ._training.routed import (
     ITERATOR_KEYS,
@@ -382,6 +383,8 @@ class MultiSWAGBase(BaseEstimator):
             class_targets=class_targets,
             mlp_defaults=mlp_defaults,
         )
+        if kept:  # the kept particles' network, or a clear error
+            check_same_network(self._network, plan.network_spec())
         modules = self._checked_networks(
             plan, seeds[kept:], X, len(train), check_output
         )
@@ -508,7 +511,8 @@ class MultiSWAGBase(BaseEstimator):
     def _set_fitted_particles(self, merged, plan, seeds, root, kept) -> None:
         """The fitted state that the trained particles define."""
         self.particles_ = merged["stack"]
-        self._network = plan.network_spec()  # what rebuilds particles_ on load
+        # A copy (of a network instance too): what rebuilds particles_ on load.
+        self._network = copy.deepcopy(plan.network_spec())
         self.swag_mean_ = merged["mean"]
         self.swag_sq_mean_ = merged["sq_mean"]
         self.swag_deviations_ = merged["deviations"]
@@ -665,7 +669,7 @@ class MultiSWAGBase(BaseEstimator):
             seeds=self.particle_seeds_[:, SAMPLE_SEED],
             X=X,
             n_samples=self.n_samples_,
-            reduce=reduce,
+            reduce=finite_outputs(reduce, X),
             **self._posterior(),
         )
 

@@ -135,7 +135,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         context.
     warm_start : bool, default=False
         Keep the fitted particles and train only new ones up to ``n_models``
-        (on the same data, which is checked).
+        (on the same data and network, which are checked).
     verbose : int, default=0
         Above 0, a progress bar per group of particles over all its epochs
         (pretraining and SWAG), with the phase, the mean training loss and,

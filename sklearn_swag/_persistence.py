@@ -16,14 +16,22 @@ longer depend on how torch pickles tensors.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from numbers import Integral
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._network.stack import ParticleStack
+from ._network.stack import ParticleStack, check_stacked_values
 from ._training.routed import build_network
+
+#: How a saved stack may evaluate its copies (the evaluators' names).
+STACK_MODES = ("lowered", "vmap", "loop")
+
+#: What a saved network spec holds (:meth:`TrainingPlan.network_spec`).
+_SPEC_KEYS = ("module", "module_kwargs", "n_features", "n_outputs", "mlp_defaults")
 
 
 class TensorState:
@@ -80,6 +88,11 @@ class ModuleState:
         self.attributes = attributes
 
     def module(self) -> nn.Module:
+        if not (isinstance(self.cls, type) and issubclass(self.cls, nn.Module)):
+            raise TypeError(
+                f"A saved network instance names {self.cls!r}, which is not a "
+                "torch.nn.Module class; the file was edited or damaged."
+            )
         module = self.cls.__new__(self.cls)
         # nn.Module.__setstate__ fills in whatever an older torch left out.
         module.__setstate__(from_plain(self.attributes))
@@ -111,21 +124,29 @@ class StackState:
         return cls(weights, buffers, stack.mode, stack.training)
 
     def stack(self, network: dict) -> ParticleStack:
-        """The stack again, its structure built from ``network`` (a spec)."""
+        """The stack again, its structure built from ``network`` (a spec).
+
+        The spec and the saved values are checked first: the network's class
+        must be a :class:`torch.nn.Module` (or None, the built-in MLP), the
+        mode one of the evaluators', and the network is built on the
+        ``meta`` device, which allocates nothing, to compare its sizes with
+        the saved values before it is built for real.
+        """
+        _check_network_spec(network)
+        if self.mode not in STACK_MODES:
+            raise ValueError(
+                f"The saved particles name the evaluation mode {self.mode!r}; "
+                f"it must be one of {list(STACK_MODES)} (the file was edited "
+                "or damaged, or saved by a newer version of sklearn_swag)."
+            )
+        with _names_the_network(network):
+            _check_sizes_unallocated(network, self.weights, self.buffers)
         with torch.random.fork_rng(devices=[]):  # the caller's random state
             template = build_network(network)
-        try:
+        with _names_the_network(network):
             stack = ParticleStack.from_arrays(
                 template, self.weights, self.buffers, mode=self.mode
             )
-        except ValueError as exc:
-            module = network["module"]
-            name = "MLP" if module is None else getattr(module, "__name__", module)
-            raise ValueError(
-                f"The saved particles do not fit the network that {name} builds "
-                "now (was its code changed since the model was saved?): "
-                f"{exc}"
-            ) from exc
         return stack.train(self.training)
 
 
@@ -175,9 +196,200 @@ def saved_state(state: dict) -> dict:
 
 
 def loaded_state(state: dict) -> dict:
-    """The inverse of :func:`saved_state`: torch objects rebuilt."""
+    """The inverse of :func:`saved_state`: torch objects rebuilt, then checked.
+
+    Raises
+    ------
+    ValueError or TypeError
+        If the saved network or posterior is inconsistent (an edited or
+        damaged file): see :meth:`StackState.stack` and
+        :func:`check_posterior`.
+    """
     state = from_plain(state)
     stack = state.get("particles_")
     if isinstance(stack, StackState):
+        if not isinstance(state.get("_network"), dict):
+            raise ValueError(
+                "The saved particles come without the spec of their network "
+                "(_network); the file was edited or damaged."
+            )
         state["particles_"] = stack.stack(state["_network"])
+    if isinstance(state.get("particles_"), ParticleStack) and "swag_mean_" in state:
+        check_posterior(state)
     return state
+
+
+def _check_network_spec(network: dict) -> None:
+    """Fail unless ``network`` is a spec that builds a torch network.
+
+    Its builder must be None (the built-in MLP), a :class:`torch.nn.Module`
+    subclass or instance: never another class the loader trusts (an
+    optimizer, say), which would be called with arguments from the file.
+    """
+    missing = [k for k in _SPEC_KEYS if k not in network]
+    if missing:
+        raise ValueError(
+            f"The saved network spec lacks {missing}; the file was edited or damaged."
+        )
+    module = network["module"]
+    if not (
+        module is None
+        or isinstance(module, nn.Module)
+        or (isinstance(module, type) and issubclass(module, nn.Module))
+    ):
+        raise TypeError(
+            f"The saved network is built by {module!r}, which is not a "
+            "torch.nn.Module class or instance: a saved model builds its "
+            "network only from a module class. The file was edited or damaged."
+        )
+    for key in ("module_kwargs", "mlp_defaults"):
+        if not isinstance(network[key], dict) or not all(
+            isinstance(k, str) for k in network[key]
+        ):
+            raise ValueError(
+                f"The saved network's {key} must be a dict of named arguments; "
+                f"got {network[key]!r}."
+            )
+    for key in ("n_features", "n_outputs"):
+        value = network[key]
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"The saved network's {key} must be a positive integer; got {value!r}."
+            )
+
+
+@contextlib.contextmanager
+def _names_the_network(network: dict):
+    """Re-raise a ValueError about the saved values, naming the network."""
+    try:
+        yield
+    except ValueError as exc:
+        module = network["module"]
+        name = "MLP" if module is None else getattr(module, "__name__", module)
+        if isinstance(module, nn.Module):
+            name = type(module).__name__
+        raise ValueError(
+            f"The saved particles do not fit the network that {name} builds "
+            "from the saved parameters (was its code changed since the model "
+            f"was saved, or the file edited?): {exc}"
+        ) from exc
+
+
+def _check_sizes_unallocated(network: dict, weights: list, buffers: list) -> None:
+    """Compare the network's sizes with the saved values, allocating nothing.
+
+    The network is built on torch's ``meta`` device, which records shapes
+    and dtypes but holds no storage (and draws no random numbers), so an
+    edited file that asks for a huge network fails here, before any memory
+    is taken. A network instance is skipped (its copy is as large as the
+    file), and so is a class that cannot be built on ``meta``: it is built
+    for real, and its sizes are checked after.
+    """
+    if isinstance(network["module"], nn.Module):
+        return
+    try:
+        with torch.device("meta"):
+            shapes_only = build_network(network)
+    except (RuntimeError, NotImplementedError):
+        return  # a constructor that reads tensor values: checked after building
+    check_stacked_values(
+        shapes_only,
+        [torch.as_tensor(w) for w in weights],
+        [torch.as_tensor(b) for b in buffers],
+    )
+
+
+def check_posterior(state: dict) -> None:
+    """Fail unless the saved SWAG moments fit each other and the particles.
+
+    ``swag_mean_`` and ``swag_sq_mean_`` must be finite float64 arrays of
+    shape ``(n_models, n_params)``, with ``n_models`` and ``n_params`` those
+    of ``particles_``, and ``swag_sq_mean_ >= swag_mean_**2`` up to rounding
+    (a variance is never negative); ``swag_deviations_`` finite float32 or
+    float16 of shape ``(n_models, K, n_params)``, ``K`` (the rank) at most
+    the snapshots each particle took; ``n_snapshots_`` and
+    ``particle_seeds_`` one row per particle.
+
+    Parameters
+    ----------
+    state : dict
+        A loaded estimator's state, its ``particles_`` rebuilt.
+
+    Raises
+    ------
+    ValueError
+        Naming the first array that does not fit.
+    """
+    stack = state["particles_"]
+    expected = (stack.n_particles, stack.n_params)
+    mean, sq_mean = state["swag_mean_"], state.get("swag_sq_mean_")
+    for name, value in (("swag_mean_", mean), ("swag_sq_mean_", sq_mean)):
+        _check_array(name, value, expected, (np.float64,))
+    deviations = state.get("swag_deviations_")
+    _check_array(
+        "swag_deviations_",
+        deviations,
+        (stack.n_particles, None, stack.n_params),
+        (np.float32, np.float16),
+    )
+    # sq_mean - mean**2 is a variance: below 0 only by rounding.
+    tolerance = 1e-6 * np.maximum(sq_mean, mean * mean) + 1e-30
+    bad = sq_mean - mean * mean < -tolerance
+    if bad.any():
+        p, i = np.argwhere(bad)[0]
+        raise ValueError(
+            f"The saved swag_sq_mean_ is below swag_mean_**2 for {int(bad.sum())} "
+            f"weights (particle {p}, weight {i}: {sq_mean[p, i]!r} < "
+            f"{mean[p, i]!r}**2), a negative variance; the file was edited or "
+            "damaged."
+        )
+    for name in ("n_snapshots_", "particle_seeds_"):
+        value = state.get(name)
+        if not isinstance(value, np.ndarray) or value.shape[:1] != expected[:1]:
+            raise ValueError(
+                f"The saved {name} must hold one row per particle "
+                f"({expected[0]}); got {_described(value)}. The file was "
+                "edited or damaged."
+            )
+    n_snapshots = state["n_snapshots_"]
+    if deviations.shape[1] > (n_snapshots.min() if len(n_snapshots) else 0):
+        raise ValueError(
+            f"The saved swag_deviations_ hold {deviations.shape[1]} deviations "
+            f"per particle, but the particles took {n_snapshots.tolist()} "
+            "snapshots (one deviation each at most); the file was edited or "
+            "damaged."
+        )
+    if state.get("n_params_", stack.n_params) != stack.n_params:
+        raise ValueError(
+            f"The saved n_params_ ({state['n_params_']!r}) is not the "
+            f"particles' {stack.n_params}; the file was edited or damaged."
+        )
+
+
+def _check_array(name: str, value, shape: tuple, dtypes: tuple) -> None:
+    """Fail unless ``value`` is a finite array of ``shape`` (None: any) and dtype."""
+    fits = (
+        isinstance(value, np.ndarray)
+        and value.ndim == len(shape)
+        and all(s is None or s == v for s, v in zip(shape, value.shape, strict=True))
+        and value.dtype in dtypes
+    )
+    if not fits:
+        wanted = tuple("K" if s is None else s for s in shape)
+        raise ValueError(
+            f"The saved {name} must be an array of shape {wanted} (n_models "
+            "and n_params as the particles'), of dtype "
+            f"{' or '.join(np.dtype(d).name for d in dtypes)}; got "
+            f"{_described(value)}. The file was edited or damaged."
+        )
+    if not np.isfinite(value).all():
+        raise ValueError(
+            f"The saved {name} holds {int((~np.isfinite(value)).sum())} values "
+            "that are not finite; the file was edited or damaged."
+        )
+
+
+def _described(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"shape {value.shape}, dtype {value.dtype}"
+    return repr(type(value).__name__)

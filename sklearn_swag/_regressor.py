@@ -188,7 +188,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         the Notes).
     warm_start : bool, default=False
         When True, ``fit`` keeps the particles fitted before and trains only
-        the new ones up to ``n_models`` (on the same data, which is checked),
+        the new ones up to ``n_models`` (same data and network, checked),
         then refits the noise with all of them. Particle ``i`` is the one a
         fresh fit with ``n_models > i`` would train, so an ensemble can grow
         until a validation score stops improving, at the cost of the new

@@ -324,3 +324,11 @@ def test_prediction_in_blocks_of_rows_is_the_same(monkeypatch, fitted, blobs):
     assert_allclose(
         fitted.predict_dist(X).particle_proba, dist.particle_proba, rtol=1e-5, atol=1e-9
     )
+
+
+def test_inputs_that_overflow_the_network_are_named_as_the_cause(fitted):
+    # Every corner of a cube of side 6e38: the first layer overflows to
+    # +-inf, and the logits become inf - inf = NaN.
+    corners = np.array(np.meshgrid(*[[-3e38, 3e38]] * 2)).reshape(2, -1).T
+    with pytest.raises(ValueError, match="outputs overflowed.*Scale the inputs"):
+        fitted.predict_proba(corners.astype(np.float32))

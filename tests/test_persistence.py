@@ -1,5 +1,6 @@
 """Saving and loading: plain-data state, skops without trusted code, pickle."""
 
+import copy
 import importlib
 import pickle
 from unittest import mock
@@ -15,7 +16,7 @@ from torch import nn
 
 from sklearn_swag import MultiSWAGClassifier, MultiSWAGRegressor, ParticleStack
 from sklearn_swag._moved import MOVED
-from sklearn_swag._persistence import from_plain, to_plain
+from sklearn_swag._persistence import ModuleState, from_plain, to_plain
 
 sio = pytest.importorskip("skops.io")
 
@@ -338,3 +339,160 @@ def test_former_module_names_still_resolve(old):
     assert found is getattr(holder, name)
     with pytest.raises(AttributeError, match="no attribute"):
         _ = importlib.import_module(f"sklearn_swag.{old}").no_such_name
+
+
+# -- crafted files ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fitted_regressor():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-1, 1, size=(32, 3)).astype(np.float32)
+    y = (X[:, 0] - 2 * X[:, 1]).astype(np.float32)
+    return MultiSWAGRegressor(
+        n_models=2,
+        rank=2,
+        pretrain_epochs=5,
+        swag_epochs=3,
+        module__hidden_layer_sizes=(8,),
+        random_state=0,
+    ).fit(X, y)
+
+
+def _crafted_state(reg, edit):
+    """``reg``'s saved state, a deep copy, after ``edit(state)``."""
+    state = copy.deepcopy(reg.__getstate__())
+    edit(state)
+    return state
+
+
+def _load_state(state):
+    loaded = MultiSWAGRegressor.__new__(MultiSWAGRegressor)
+    loaded.__setstate__(state)
+    return loaded
+
+
+def _crafted_skops(reg, edit):
+    """A skops file of ``reg`` whose saved state was changed by ``edit``."""
+    state = _crafted_state(reg, edit)
+    with mock.patch.object(MultiSWAGRegressor, "__getstate__", lambda self: state):
+        return sio.dumps(reg)
+
+
+def _hidden_sizes(sizes):
+    def edit(state):
+        state["_network"]["module_kwargs"]["hidden_layer_sizes"] = sizes
+
+    return edit
+
+
+def test_edited_hidden_sizes_fail_before_the_network_is_allocated(fitted_regressor):
+    # A few bytes of the file ask for a network of 2000 x 2000 weights: it
+    # must be refused by its sizes, without a real tensor of that size.
+    blob = _crafted_skops(fitted_regressor, _hidden_sizes((2000, 2000)))
+    allocated = []
+    reset = nn.Linear.reset_parameters
+
+    def recording_reset(self):
+        allocated.append((self.weight.device.type, self.weight.numel()))
+        reset(self)
+
+    with mock.patch.object(nn.Linear, "reset_parameters", recording_reset):
+        with pytest.raises(ValueError, match="do not fit the network that MLP"):
+            sio.loads(blob, trusted=sorted(_untrusted(blob)))
+    assert allocated  # the network was built, on the meta device only
+    assert [n for device, n in allocated if device != "meta"] == []
+
+
+def test_edited_sizes_of_terabytes_are_a_clear_error(fitted_regressor):
+    # 3 * 10**12 float32 weights would need 12 TB.
+    state = _crafted_state(fitted_regressor, _hidden_sizes((10**12,)))
+    with pytest.raises(ValueError, match=r"have shape \(2, 8, 3\), but the network"):
+        _load_state(state)
+
+
+@pytest.mark.parametrize(
+    "where", ["module", "module instance", "module__activation instance"]
+)
+def test_only_a_module_class_builds_the_saved_network(fitted_regressor, where):
+    # The optimizer's class is trusted by every file; named as the network's
+    # builder it must not be called with arguments from the file.
+    def edit(state):
+        if where == "module":
+            state["_network"]["module"] = torch.optim.Adam
+        elif where == "module instance":
+            state["_network"]["module"] = ModuleState(torch.optim.Adam, {})
+        else:
+            state["_routed"] = {
+                "module__activation": ModuleState(torch.optim.Adam, {"lr": 1.0})
+            }
+
+    blob = _crafted_skops(fitted_regressor, edit)
+    assert ADAM in _untrusted(blob)
+    with mock.patch.object(torch.optim.Adam, "__init__") as init:
+        with pytest.raises(TypeError, match="not a torch.nn.Module"):
+            sio.loads(blob, trusted=sorted(_untrusted(blob)))
+    init.assert_not_called()
+
+
+def _set(name, value):
+    def edit(state):
+        state[name] = value(state[name]) if callable(value) else value
+
+    return edit
+
+
+def _set_at(name, index, value):
+    def edit(state):
+        state[name][index] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_set("swag_sq_mean_", lambda a: a[:, :-1]), r"swag_sq_mean_ must be .* \(2, "),
+        (_set("swag_mean_", lambda a: a[:1]), r"swag_mean_ must be an array of shape"),
+        (_set("swag_mean_", lambda a: a.astype(np.float32)), "dtype float64"),
+        (_set("swag_deviations_", lambda a: a[..., :-1]), "swag_deviations_ must be"),
+        (_set("swag_deviations_", lambda a: a.astype(np.float64)), "float32 or"),
+        (_set("swag_deviations_", lambda a: np.concatenate([a, a], 1)), "snapshots"),
+        (_set_at("swag_mean_", (0, 3), np.nan), "swag_mean_ holds 1 values that are"),
+        (_set_at("swag_deviations_", (1, 0, 2), np.inf), "not finite"),
+        (_set("swag_sq_mean_", lambda a: a * 0.5), "negative variance"),
+        (_set("swag_mean_", lambda a: a + 1.0), "below swag_mean_"),
+        (_set("n_snapshots_", lambda a: a[:1]), "n_snapshots_ must hold one row"),
+        (_set("particle_seeds_", lambda a: a[:1]), "particle_seeds_ must hold one"),
+        (_set("n_params_", 7), "n_params_"),
+    ],
+)
+def test_inconsistent_saved_posterior_is_a_clear_error(fitted_regressor, edit, message):
+    state = _crafted_state(fitted_regressor, edit)
+    with pytest.raises(ValueError, match=message):
+        _load_state(state)
+
+
+def test_inconsistent_posterior_in_a_skops_file_is_a_clear_error(fitted_regressor):
+    blob = _crafted_skops(fitted_regressor, _set("swag_mean_", lambda a: a + 1.0))
+    with pytest.raises(ValueError, match="negative variance"):
+        sio.loads(blob, trusted=sorted(_untrusted(blob)))
+
+
+def test_a_bad_saved_mode_names_it_and_the_allowed_ones(fitted_regressor):
+    def edit(state):
+        state["particles_"].mode = "fast"
+
+    with pytest.raises(ValueError, match=r"mode 'fast'.*\['lowered', 'vmap', 'loop'\]"):
+        _load_state(_crafted_state(fitted_regressor, edit))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"swag_epochs": 0}, {"rank": 0}, {"deviation_dtype": "float16"}],
+)
+def test_the_saved_posterior_of_a_fit_passes_the_checks(regression_data, params):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(
+        **{"n_models": 2, "rank": 2, "pretrain_epochs": 3, "swag_epochs": 3, **params}
+    ).fit(X, y)
+    loaded = _load_state(_crafted_state(reg, lambda state: None))
+    np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))

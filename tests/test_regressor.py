@@ -722,3 +722,10 @@ def test_prediction_in_blocks_of_rows_is_the_same(monkeypatch, regression_data):
     np.testing.assert_allclose(reg.predict(X), whole_mean, rtol=1e-5, atol=1e-7)
     dist = reg.predict_dist(X)
     np.testing.assert_allclose(dist.means, whole_dist.means, rtol=1e-5, atol=1e-7)
+
+
+def test_inputs_that_overflow_the_network_are_named_as_the_cause(regression_data):
+    reg = MultiSWAGRegressor(**{**MINI_BATCH, "n_models": 2}).fit(*regression_data)
+    corners = np.array(np.meshgrid(*[[-3e38, 3e38]] * 3)).reshape(3, -1).T
+    with pytest.raises(ValueError, match="outputs overflowed.*Scale the inputs"):
+        reg.predict(corners.astype(np.float32), return_std=True)

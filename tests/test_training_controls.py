@@ -1,6 +1,7 @@
 """Training controls: row weights, the SWAG learning rate, snapshots, history."""
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -280,6 +281,80 @@ def test_warm_start_refuses_what_it_cannot_grow(
     np.testing.assert_array_equal(reg.predict(X), before)  # the fit is kept
 
 
+class _OtherNet(nn.Module):
+    """A user's network for the warm-start tests."""
+
+    def __init__(self, hidden=8):
+        super().__init__()
+        self.inner = nn.Linear(3, hidden)
+        self.outer = nn.Linear(hidden, 1)
+
+    def forward(self, X):
+        return self.outer(torch.relu(self.inner(X)))
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"module__activation": "tanh"}, "module__activation changed"),
+        ({"module__hidden_layer_sizes": (7,)}, "module__hidden_layer_sizes"),
+        ({"module__dropout": 0.2}, "module__dropout changed"),
+        ({"module": _OtherNet}, "but module changed"),
+    ],
+)
+def test_warm_start_refuses_another_network(
+    regression_data, fast_params, change, named
+):
+    # Kept particles of one network and new ones of another would predict
+    # with the old network in memory and the new one after saving.
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "n_models": 2}, warm_start=True)
+    reg.fit(X, y)
+    before, network = reg.predict(X), reg._network
+    reg.set_params(n_models=4, **change)
+    with pytest.raises(ValueError, match=f"{named}.*warm_start=False"):
+        reg.fit(X, y)
+    assert reg._network is network and len(reg.swag_mean_) == 2
+    np.testing.assert_array_equal(reg.predict(X), before)  # the fit is kept
+    loaded = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(loaded.predict(X), before)
+
+
+def test_warm_start_refuses_a_network_instance_changed_in_place(
+    regression_data, user_net_params
+):
+    X, y = regression_data
+    net = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 1))
+    params = {**user_net_params, "n_models": 2, "module": net}
+    reg = MultiSWAGRegressor(**params, warm_start=True).fit(X, y)
+    net[0], net[2] = nn.Linear(3, 5), nn.Linear(5, 1)
+    with pytest.raises(ValueError, match="but module changed"):
+        reg.set_params(n_models=3).fit(X, y)
+    net[1] = nn.Tanh()  # sizes back, another activation
+    net[0], net[2] = nn.Linear(3, 6), nn.Linear(6, 1)
+    with pytest.raises(ValueError, match="but module changed"):
+        reg.fit(X, y)
+    net[1] = nn.ReLU()  # the same network again
+    assert len(reg.fit(X, y).swag_mean_) == 3
+
+
+def test_warm_start_accepts_what_leaves_the_network_alone(regression_data, fast_params):
+    # The optimizer, criterion and learning rate change how new particles
+    # train, not what the kept ones are; a routed default is no change.
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**{**fast_params, "n_models": 2}, warm_start=True)
+    reg.fit(X, y)
+    reg.set_params(
+        n_models=3,
+        lr=0.01,
+        optimizer=torch.optim.SGD,
+        criterion=nn.MSELoss,
+        module__hidden_layer_sizes=[16],
+        module__dropout=0.0,
+    )
+    assert len(reg.fit(X, y).swag_mean_) == 3
+
+
 def test_without_warm_start_a_refit_starts_over(regression_data, fast_params):
     X, y = regression_data
     reg = MultiSWAGRegressor(**fast_params).fit(X, y)
@@ -290,6 +365,37 @@ def test_without_warm_start_a_refit_starts_over(regression_data, fast_params):
 
 
 # -- a skorch net as the recipe --------------------------------------------------------
+class _PerRowLoss(nn.Module):
+    """A criterion that forgets to reduce its values."""
+
+    def forward(self, y_pred, y_true):
+        return (y_pred - y_true) ** 2
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ({"criterion__reduction": "none"}, "criterion__reduction='none'"),
+        ({"criterion": nn.MSELoss(reduction="none")}, "its reduction='none'"),
+        ({"criterion": _PerRowLoss}, "one scalar loss per network.*shape"),
+    ],
+)
+def test_a_criterion_that_does_not_reduce_is_a_clear_error(
+    regression_data, recipe, message
+):
+    from skorch import NeuralNetRegressor
+
+    from sklearn_swag import MLP
+
+    X, y = regression_data
+    net = NeuralNetRegressor(
+        MLP, module__n_features=3, module__n_outputs=1, max_epochs=2, **recipe
+    )
+    reg = MultiSWAGRegressor.from_skorch(net, n_models=2, swag_epochs=1, rank=1)
+    with pytest.raises(ValueError, match=message):
+        reg.fit(X, y)
+
+
 def test_from_skorch_takes_the_nets_recipe(regression_data):
     from networks import SeedNet
     from skorch import NeuralNetRegressor

@@ -141,13 +141,16 @@ class ParticleLoss(nn.Module):
             try:
                 losses = vmap(self.criterion)(y_pred, y_true)
                 self._batched = True
-                return losses
+                return _one_per_particle(losses, self.criterion)
             except Exception:  # noqa: BLE001 - fall back to a plain loop
                 if self._batched:
                     raise
                 self._batched = False
-        return torch.stack(
-            [self.criterion(p, t) for p, t in zip(y_pred, y_true, strict=True)]
+        return _one_per_particle(
+            torch.stack(
+                [self.criterion(p, t) for p, t in zip(y_pred, y_true, strict=True)]
+            ),
+            self.criterion,
         )
 
     def _weighted(
@@ -171,3 +174,14 @@ class ParticleLoss(nn.Module):
             self._finite.logical_and_(finite)
         self.last_losses = detached
         return losses.sum()
+
+
+def _one_per_particle(losses: torch.Tensor, criterion) -> torch.Tensor:
+    """``losses`` of shape ``(P,)``, or a clear error naming the criterion."""
+    if losses.ndim != 1:
+        raise ValueError(
+            f"The criterion {criterion!r} must return one scalar loss per "
+            f"network; it returned values of shape {tuple(losses.shape[1:])}. "
+            "Reduce them to a scalar (a mean or a sum over the rows)."
+        )
+    return losses

@@ -343,30 +343,17 @@ class ParticleStack(nn.Module):
         -------
         ParticleStack
             On the CPU, in training mode.
+
+        Raises
+        ------
+        ValueError
+            If the values do not fit the network, checked before the stack
+            is built (:func:`check_stacked_values`).
         """
-        stack = cls([template], mode=mode)
-        names = stack._buffer_names
-        if len(weights) != len(stack._names) or len(buffers) != len(names):
-            raise ValueError(
-                f"The network has {len(stack._names)} parameters and {len(names)} "
-                f"buffers; got {len(weights)} and {len(buffers)} values."
-            )
         weights = [torch.as_tensor(w) for w in weights]
         buffers = [torch.as_tensor(b) for b in buffers]
-        for value, shape, what in [
-            *zip(weights, stack._shapes, stack._names, strict=True),
-            *zip(
-                buffers,
-                [tuple(b.shape[1:]) for b in stack.stacked_buffers()],
-                names,
-                strict=True,
-            ),
-        ]:
-            if tuple(value.shape[1:]) != shape or len(value) != len(weights[0]):
-                raise ValueError(
-                    f"The values of {what!r} have shape {tuple(value.shape)}, "
-                    f"but the network needs (n_particles, *{shape})."
-                )
+        check_stacked_values(template, weights, buffers)
+        stack = cls([template], mode=mode)
         stack._hold(weights, buffers)
         return stack
 
@@ -403,6 +390,55 @@ class ParticleStack(nn.Module):
                 mode=first.mode,
             )
         return joined.train(first.training)
+
+
+def check_stacked_values(
+    template: nn.Module, weights: Sequence, buffers: Sequence
+) -> None:
+    """Fail unless ``weights`` and ``buffers`` are stacked values of ``template``.
+
+    Only the names and shapes of ``template``'s parameters and buffers are
+    read, so it may live on the ``meta`` device: a network whose size is
+    still unchecked is then never allocated.
+
+    Parameters
+    ----------
+    template : torch.nn.Module
+        One network of the structure the values should belong to.
+    weights, buffers : sequence of array-like
+        Stacked values, each of shape ``(n_particles, *shape)``, in the order
+        of ``named_parameters()`` and ``named_buffers()``.
+
+    Raises
+    ------
+    ValueError
+        If the numbers of values, their shapes or their numbers of particles
+        differ from what the network needs.
+    """
+    params = [(n, p) for n, p in template.named_parameters()]
+    held = [(n, b) for n, b in template.named_buffers()]
+    if len(weights) != len(params) or len(buffers) != len(held):
+        raise ValueError(
+            f"The network has {len(params)} parameters and {len(held)} "
+            f"buffers; got {len(weights)} and {len(buffers)} values."
+        )
+    if not params and not held:
+        return
+    first = weights[0] if len(weights) else buffers[0]
+    n_particles = tuple(first.shape)[:1]
+    values = [*weights, *buffers]
+    for value, (what, needed) in zip(values, [*params, *held], strict=True):
+        shape = tuple(needed.shape)
+        if tuple(value.shape) != (*n_particles, *shape):
+            raise ValueError(
+                f"The values of {what!r} have shape {tuple(value.shape)}, "
+                f"but the network needs (n_particles, *{shape})."
+            )
+        if value.dtype != needed.dtype:
+            raise ValueError(
+                f"The values of {what!r} are {value.dtype}, but the network "
+                f"holds {needed.dtype}."
+            )
 
 
 def uses_batch_norm(module: nn.Module) -> bool:

@@ -354,3 +354,44 @@ def function_draws(
     if heteroscedastic:
         out, _ = split_mean_variance(out)
     return out.to(torch.float64).cpu().numpy()
+
+
+def finite_outputs(
+    reduce: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], X: np.ndarray
+) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """``reduce`` for :func:`particle_outputs`, refusing non-finite outputs.
+
+    Rows far outside the training data can overflow the network: its
+    outputs become infinite or NaN, and whatever the predictions made of
+    them would be meaningless. Such outputs are a clear error naming the
+    cause, before ``reduce`` sees them.
+
+    Parameters
+    ----------
+    reduce : callable
+        The reduction of :func:`particle_outputs`.
+    X : ndarray of shape (n_rows, n_features)
+        The rows predicted, named in the error.
+
+    Returns
+    -------
+    callable
+        ``reduce``, after a check of its input.
+    """
+
+    def checked(out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        finite = torch.isfinite(out)
+        if not bool(finite.all()):
+            rows = (~finite).movedim(2, 0).reshape(out.shape[2], -1).any(1)
+            n_bad = int(rows.sum())
+            raise ValueError(
+                f"The network's outputs overflowed (are not finite) on {n_bad} "
+                f"of {out.shape[2]} rows evaluated together; the inputs reach "
+                f"{float(np.abs(X).max()):.3g} in absolute value. Scale the "
+                "inputs as the training data were (for instance with a "
+                "StandardScaler before the estimator in a pipeline), or drop "
+                "rows far outside them."
+            )
+        return reduce(out)
+
+    return checked

@@ -115,6 +115,17 @@ def _check_parts(owner: str, module, criterion, routed: dict) -> None:
             f"{owner}.from_skorch(net, ...) to take its module, "
             "optimizer, criterion, learning rate, epochs and callbacks."
         )
+    if "criterion__reduction" in routed:
+        reduction, given = routed["criterion__reduction"], "criterion__reduction"
+    else:
+        reduction, given = getattr(criterion, "reduction", "mean"), "its reduction"
+    if isinstance(reduction, str) and reduction not in ("mean", "sum"):
+        raise ValueError(
+            "The criterion must reduce each network's loss to a scalar: "
+            f"{given}={reduction!r} gives one loss per row; use "
+            "'mean' or 'sum' (a skorch net lends its criterion__* parameters "
+            "to from_skorch too)."
+        )
     for name, part in (("module", module), ("criterion", criterion)):
         if isinstance(part, nn.Module) and _routed_for(routed, name):
             raise ValueError(
