@@ -67,8 +67,8 @@ from ._training.seeds import (
     particle_seeds,
     root_seed,
 )
-from ._training.stopping import StopSignal, stopping_on_failure
-from ._training.threads import set_thread_count, threads_restored
+from ._training.stopping import stopping_on_failure
+from ._training.threads import threads_restored
 
 #: Floats per array of per-particle predictions in one block of rows (see
 #: ``MultiSWAGBase._by_row_blocks``): 8 MB of float64.
@@ -471,10 +471,9 @@ class MultiSWAGBase(BaseEstimator):
         The groups go round robin over ``devices``; each worker may use its
         share of the cores. The groups' stacks are built here, where networks
         are traced: fx patches module calls process-wide, which worker threads
-        must not see. When the dispatch fails (a group's error, Ctrl-C in
-        this thread), every group in this process stops at its next batch and
-        is waited for before the error goes on
-        (:mod:`~sklearn_swag._training.stopping`).
+        must not see. If the dispatch fails (a group's error, Ctrl-C), the
+        groups of this process stop and are waited for before the error goes
+        on (:mod:`~sklearn_swag._training.stopping`).
         """
         n_jobs = max(1, effective_n_jobs(self.n_jobs))
         groups = partition(self.n_models - kept, n_jobs)
@@ -486,15 +485,12 @@ class MultiSWAGBase(BaseEstimator):
             ParticleStack([modules[i] for i in ids], mode=plan.stack_mode)
             for ids in groups
         ]
+        share = plan.max_threads if n_workers > 1 else None  # cores per group
         with (
             torch.random.fork_rng(devices=cuda),
-            threads_restored() as own_threads,
-            stopping_on_failure(StopSignal()) as stop,
+            threads_restored(share),
+            stopping_on_failure() as stop,
         ):
-            # Groups in threads of this process (threading backend) share its
-            # thread count: their share of the cores (set by the main thread).
-            if own_threads and n_workers > 1:
-                set_thread_count(plan.max_threads)
             results = Parallel(n_jobs=n_workers)(
                 _delayed(fit_group)(
                     plan,

@@ -113,9 +113,11 @@ def _signal_for(token: str) -> StopSignal:
 
 
 @contextmanager
-def stopping_on_failure(signal: StopSignal) -> Iterator[StopSignal]:
-    """A block that dispatches a fit's groups: on any exception (Ctrl-C
-    included), the groups are stopped and waited for before it goes on."""
+def stopping_on_failure() -> Iterator[StopSignal]:
+    """A block that dispatches a fit's groups, with their new stop signal: on
+    any exception (Ctrl-C included), the groups are stopped and waited for
+    before it goes on."""
+    signal = StopSignal()
     with signal.registered():
         try:
             yield signal

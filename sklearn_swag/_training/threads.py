@@ -159,11 +159,16 @@ def set_thread_count(threads: int) -> None:
 
 
 @contextmanager
-def threads_restored():
+def threads_restored(threads: int | None = None):
     """A block whose changes of torch's thread count are undone afterwards.
 
     Yields whether the block may change the count (:func:`set_thread_count`):
-    in the main thread. In another thread nothing is saved nor restored.
+    in the main thread. In another thread nothing is set, saved or restored.
+
+    Parameters
+    ----------
+    threads : int or None, default=None
+        The count for the block, in the main thread; None leaves it.
 
     Yields
     ------
@@ -175,6 +180,8 @@ def threads_restored():
         return
     previous = torch.get_num_threads()
     try:
+        if threads is not None:
+            torch.set_num_threads(threads)
         yield True
     finally:
         torch.set_num_threads(previous)
