@@ -68,6 +68,7 @@ from ._training.seeds import (
     particle_seeds,
     root_seed,
 )
+from ._training.stopping import stopping_on_failure
 from ._training.threads import threads_restored
 
 #: Floats per array of per-particle predictions in one block of rows (see
@@ -473,7 +474,9 @@ class MultiSWAGBase(BaseEstimator):
         The groups go round robin over ``devices``; each worker may use its
         share of the cores. The groups' stacks are built here, where networks
         are traced: fx patches module calls process-wide, which worker threads
-        must not see.
+        must not see. If the dispatch fails (a group's error, Ctrl-C), the
+        groups of this process stop and are waited for before the error goes
+        on (:mod:`~sklearn_swag._training.stopping`).
         """
         n_jobs = max(1, effective_n_jobs(self.n_jobs))
         groups = partition(self.n_models - kept, n_jobs)
@@ -485,11 +488,12 @@ class MultiSWAGBase(BaseEstimator):
             ParticleStack([modules[i] for i in ids], mode=plan.stack_mode)
             for ids in groups
         ]
-        with torch.random.fork_rng(devices=cuda), threads_restored():
-            # Groups in threads of this process (threading backend) share its
-            # thread count: their share of the cores.
-            if n_workers > 1:
-                torch.set_num_threads(plan.max_threads)
+        share = plan.max_threads if n_workers > 1 else None  # cores per group
+        with (
+            torch.random.fork_rng(devices=cuda),
+            threads_restored(share),
+            stopping_on_failure() as stop,
+        ):
             results = Parallel(n_jobs=n_workers)(
                 _delayed(fit_group)(
                     plan,
@@ -501,6 +505,7 @@ class MultiSWAGBase(BaseEstimator):
                     stack,
                     validation,
                     position,
+                    stop,
                 )
                 for position, (ids, dev, stack) in enumerate(
                     zip(groups, group_device, stacks, strict=True)

@@ -7,7 +7,14 @@ safe prediction, a held-out split that keeps copies of a row together, and
 optimizers that would couple the particles refused.
 """
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 from unittest import mock
 
 import joblib
@@ -118,6 +125,73 @@ def test_ctrl_c_stops_fit_and_keeps_the_earlier_model(
                     reg.fit(X, 2 * y)
     np.testing.assert_array_equal(reg.swag_mean_, mean)
     np.testing.assert_array_equal(reg.predict(X), good)
+
+
+#: A fit in two threads that sends itself SIGINT once both train, then reports
+#: which threads trained after fit raised, and exits by the KeyboardInterrupt.
+_INTERRUPTED_FIT = """
+import json, os, signal, threading, time
+import joblib
+import numpy as np
+from skorch.callbacks import Callback
+from sklearn_swag import MultiSWAGRegressor
+
+batches, timer = [], []
+
+class Probe(Callback):
+    def on_batch_end(self, net, **kwargs):
+        batches.append((threading.get_ident(), time.monotonic()))
+        if len({ident for ident, _ in batches}) == 2 and not timer:
+            timer.append(threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)))
+            timer[0].start()
+
+rng = np.random.RandomState(0)
+X = rng.uniform(-1, 1, (256, 3)).astype(np.float32)
+y = X.sum(1)
+reg = MultiSWAGRegressor(
+    n_models=2, pretrain_epochs=2, swag_epochs=1, rank=1, batch_size=16,
+    module__hidden_layer_sizes=(16,), early_stopping=False, random_state=0,
+).fit(X, y)
+before = reg.predict(X)
+reg.set_params(n_jobs=2, pretrain_epochs=10**6, callbacks=[Probe()])
+outcome = "finished"
+try:
+    with joblib.parallel_backend("threading"):
+        reg.fit(X, y)
+except KeyboardInterrupt:
+    outcome = "interrupted"
+caught = time.monotonic()
+time.sleep(0.5)
+report = {
+    "outcome": outcome,
+    "threads_training_after": len({i for i, at in batches if at > caught}),
+    "same_predictions": bool(np.array_equal(reg.predict(X), before)),
+}
+print(json.dumps(report), flush=True)
+raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to itself")
+def test_ctrl_c_stops_every_worker_thread_and_the_process_exits_normally(tmp_path):
+    # Both threads used to train on after fit raised, and the process then
+    # aborted on exit (exit code 134).
+    script = tmp_path / "interrupted_fit.py"
+    script.write_text(textwrap.dedent(_INTERRUPTED_FIT))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True, text=True, cwd=root, env=env, timeout=300,
+    )  # fmt: skip
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {
+        "outcome": "interrupted",
+        "threads_training_after": 0,
+        "same_predictions": True,
+    }
+    # An uncaught KeyboardInterrupt ends Python by SIGINT (130 in a shell).
+    assert done.returncode in (-signal.SIGINT, 128 + signal.SIGINT), done.stderr
 
 
 # -- thread-safe prediction ----------------------------------------------------------

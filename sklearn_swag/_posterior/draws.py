@@ -180,7 +180,7 @@ def particle_outputs(
     X_t = torch.as_tensor(X, device=device)
     results: list[torch.Tensor] | None = None
     chooser = _prediction_threads(device)
-    with torch.no_grad(), threads_restored(not_if_thread=True):
+    with torch.no_grad(), threads_restored():
         if chooser is not None:
             chooser.start()
         for start in range(0, n_models, per_chunk):

@@ -6,7 +6,8 @@ each SWAG epoch, :class:`DivergenceCheck` stops a run whose loss is no longer
 finite, :class:`LearningRatePlan` sets each epoch's learning rate,
 :class:`PretrainingMonitor` stops the pretraining particle by particle,
 :class:`ThreadTuner` times the training steps to choose the number of torch
-threads, and :class:`EpochProgress` draws a progress bar. The user's own skorch
+threads, :class:`StopCheck` ends a run whose fit was stopped, and
+:class:`EpochProgress` draws a progress bar. The user's own skorch
 callbacks are checked against these by :func:`_checked_callbacks`.
 """
 
@@ -21,6 +22,7 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
 from .._posterior.swag import SWAGMoments
+from .stopping import StopSignal
 from .threads import ThreadChooser
 
 
@@ -450,6 +452,27 @@ class ThreadTuner(Callback):
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
         self.chooser.end_step()
+
+
+class StopCheck(Callback):
+    """End a run between two batches once its fit is stopped.
+
+    Parameters
+    ----------
+    signal : StopSignal
+        The fit's signal (:mod:`~sklearn_swag._training.stopping`).
+
+    Raises
+    ------
+    FitStopped
+        At the start of a batch, once ``signal`` is set.
+    """
+
+    def __init__(self, signal: StopSignal) -> None:
+        self.signal = signal
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        self.signal.check()
 
 
 #: Seconds between two redraws of a progress bar.

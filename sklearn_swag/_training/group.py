@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,7 +35,8 @@ from .net import _callbacks, _group_net, _GroupNet, _Interrupted
 from .optimizers import _ELEMENTWISE_OPTIMIZERS, _sliced_optimizer_state
 from .plan import TrainingPlan
 from .seeds import DATA_SEED, INIT_SEED, _dropout_seed, _run_seed
-from .threads import in_main_thread, threads_restored
+from .stopping import StopSignal
+from .threads import set_thread_count, threads_restored
 
 
 def fit_group(
@@ -48,6 +49,7 @@ def fit_group(
     modules: list[nn.Module] | ParticleStack | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     position: int = 0,
+    stop: StopSignal | None = None,
 ) -> dict:
     """Train one group of particles and collect their SWAG moments.
 
@@ -74,6 +76,9 @@ def fit_group(
         (``plan.early_stopping``).
     position : int, default=0
         The line of the group's progress bar (with ``plan.verbose``).
+    stop : StopSignal or None, default=None
+        The fit's stop signal, checked before every batch
+        (:mod:`~sklearn_swag._training.stopping`).
 
     Returns
     -------
@@ -82,6 +87,11 @@ def fit_group(
         ``sq_mean``, ``deviations``, ``n_snapshots``, ``train_loss``,
         ``history`` and ``pretrain_epochs`` (per particle: the pretraining
         epoch whose weights the SWAG phase started from), all on the CPU.
+
+    Raises
+    ------
+    FitStopped
+        When ``stop`` is set before the group ends.
     """
     stack = _initial_stack(plan, seeds, modules)
     criterion = ParticleLoss(
@@ -89,18 +99,19 @@ def fit_group(
     )
     X_t, y_t = _read_only_tensor(X, device), _read_only_tensor(y, device)
     progress = _progress_bar(plan, particle_ids, position)
-    base = _Run(plan, X_t, y_t, particle_ids, device, criterion, progress)
+    base = _Run(plan, X_t, y_t, particle_ids, device, criterion, progress, stop)
     histories = []
     collector = best_epochs = final_losses = None
     with (
+        nullcontext() if stop is None else stop.running(),
         _own_global_generators(int(seeds[0, DATA_SEED]), device),
-        threads_restored(not_if_thread=True),
+        threads_restored() as own_threads,
         _closing(progress),
     ):
         for index, (phase, epochs, swag_start) in enumerate(_phases(plan)):
             if epochs == 0:
                 continue
-            run = base.started(seeds, index)
+            run = base.started(seeds, index, own_threads)
             if phase == "pretrain":
                 monitor = _pretraining_monitor(plan, validation, device)
                 runs, best_epochs, final_losses = _pretrain(run, stack, monitor)
@@ -129,18 +140,22 @@ class _Run:
     device: torch.device
     criterion: ParticleLoss
     progress: EpochProgress | None
+    #: The fit's stop signal, checked before every batch.
+    stop: StopSignal | None = None
     #: Each particle's batch order, and its dropout.
     generators: list = field(default_factory=list)
     dropout_generators: list = field(default_factory=list)
-    #: Whether the group may set torch's thread count (not in a caller's thread).
+    #: Whether the group may set torch's thread count (in the main thread).
     own_threads: bool = False
 
-    def started(self, seeds: np.ndarray, index: int) -> _Run:
+    def started(self, seeds: np.ndarray, index: int, own_threads: bool) -> _Run:
         """The ``index``-th run of the group: its generators seeded, its threads set.
 
         Each particle's own batch order and dropout are seeded afresh for
         every run: after early stopping, a particle's SWAG epochs do not
-        depend on how long its group pretrained.
+        depend on how long its group pretrained. With ``own_threads`` (in
+        the main thread, see :mod:`~sklearn_swag._training.threads`) the run
+        chooses torch's thread count.
         """
         generators = [
             torch.Generator().manual_seed(_run_seed(s, index))
@@ -152,11 +167,8 @@ class _Run:
             )
             for s in seeds[:, DATA_SEED]
         ]
-        # torch's thread count is the process's: a group that runs in a
-        # thread of the caller (threading backend) leaves it alone.
-        own_threads = in_main_thread()
         if self.device.type == "cpu" and own_threads:
-            torch.set_num_threads(1)  # ThreadTuner tries more where it may pay
+            set_thread_count(1)  # ThreadTuner tries more where it may pay
         return replace(
             self,
             generators=generators,
@@ -187,6 +199,7 @@ class _Run:
             self.own_threads,
             monitor,
             self.progress,
+            self.stop,
         )
         net = _group_net(
             self.plan, stack, self.criterion, self.device, callbacks, epochs

@@ -22,12 +22,14 @@ from .callbacks import (
     EpochProgress,
     LearningRatePlan,
     PretrainingMonitor,
+    StopCheck,
     SWAGCollector,
     ThreadTuner,
     TrainingHistory,
 )
 from .optimizers import _fast_optimizer_kwargs
 from .plan import TrainingPlan
+from .stopping import StopSignal
 from .threads import ThreadChooser
 
 
@@ -124,13 +126,15 @@ def _callbacks(
     own_threads: bool = True,
     monitor: PretrainingMonitor | None = None,
     progress: EpochProgress | None = None,
+    stop: StopSignal | None = None,
 ) -> tuple[list, TrainingHistory, SWAGCollector | None]:
     """The callbacks of one training run of a group.
 
     ``swag_start`` epochs of pretraining come first, then SWAG epochs until
     the run ends. With ``monitor`` (early stopping) the run is pretraining
     alone: no snapshots, and the monitor right after the history, so that the
-    epoch it ends is recorded.
+    epoch it ends is recorded. With ``stop``, the fit's stop signal is
+    checked before every batch, first.
 
     Returns
     -------
@@ -139,7 +143,8 @@ def _callbacks(
     collector : SWAGCollector or None
         None with ``monitor``.
     """
-    callbacks: list = [("divergence", DivergenceCheck(list(map(int, particle_ids))))]
+    callbacks: list = [] if stop is None else [("fit_stop", StopCheck(stop))]
+    callbacks.append(("divergence", DivergenceCheck(list(map(int, particle_ids)))))
     if plan.swa_lr is not None:
         rates = LearningRatePlan(plan.lr, plan.swa_lr, swag_start, plan.anneal_epochs)
         callbacks.append(("learning_rate", rates))

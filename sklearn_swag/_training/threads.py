@@ -8,6 +8,12 @@ thread, times a few steps on more, and keeps them only where they pay. Training
 drives it from a skorch callback
 (:class:`~sklearn_swag._training.callbacks.ThreadTuner`), prediction from its loop over
 blocks of rows (:func:`~sklearn_swag._posterior.draws.particle_outputs`).
+
+The count is the process's, shared by every thread. Only the main thread
+changes it, through :func:`set_thread_count` inside :func:`threads_restored`:
+a fit or a prediction in another thread (a joblib threading worker, a user's
+thread) runs with the count as it finds it, so that it never clobbers the
+count of another thread, nor leaves a changed one behind.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ class ThreadChooser:
 
     Call :meth:`start` first, then :meth:`begin_step` and :meth:`end_step`
     around every step. It sets the process's thread count
-    (:func:`torch.set_num_threads`): run it in one thread at a time, and
-    restore the count afterwards (:func:`threads_restored`).
+    (:func:`set_thread_count`): run it in the main thread only, inside
+    :func:`threads_restored`.
 
     Parameters
     ----------
@@ -88,7 +94,7 @@ class ThreadChooser:
         self._first_trial = True
 
     def _use(self, threads: int) -> None:
-        torch.set_num_threads(threads)
+        set_thread_count(threads)
         self.threads_ = threads
 
     def _back_to_one(self, multi: float | None) -> None:
@@ -135,19 +141,48 @@ class ThreadChooser:
                 self._back_to_one(None)
 
 
-@contextmanager
-def threads_restored(not_if_thread: bool = False):
-    """Restore torch's intra-op thread count after a block.
+def set_thread_count(threads: int) -> None:
+    """Set torch's intra-op thread count: in the main thread only.
 
-    With ``not_if_thread``, in a thread other than the main one, nothing is
-    done: the count is the process's, and threads restoring it would race.
+    Raises
+    ------
+    RuntimeError
+        In another thread, where the count belongs to the process and a
+        change would clobber the main thread's.
     """
-    if not_if_thread and not in_main_thread():
-        yield
+    if not in_main_thread():
+        raise RuntimeError(
+            "Only the main thread changes torch's thread count; "
+            f"{threading.current_thread().name} leaves it as it is."
+        )
+    torch.set_num_threads(threads)
+
+
+@contextmanager
+def threads_restored(threads: int | None = None):
+    """A block whose changes of torch's thread count are undone afterwards.
+
+    Yields whether the block may change the count (:func:`set_thread_count`):
+    in the main thread. In another thread nothing is set, saved or restored.
+
+    Parameters
+    ----------
+    threads : int or None, default=None
+        The count for the block, in the main thread; None leaves it.
+
+    Yields
+    ------
+    bool
+        Whether the calling thread is the main one.
+    """
+    if not in_main_thread():
+        yield False
         return
     previous = torch.get_num_threads()
     try:
-        yield
+        if threads is not None:
+            torch.set_num_threads(threads)
+        yield True
     finally:
         torch.set_num_threads(previous)
 

@@ -107,3 +107,74 @@ def test_threads_are_restored_after_a_block():
         torch.set_num_threads(1)
         raise RuntimeError
     assert torch.get_num_threads() == before
+
+
+def test_a_fit_in_a_thread_leaves_the_users_thread_count(regression_data, fast_params):
+    # Only the main thread changes torch's thread count. A fit in another
+    # thread used to set it (to its workers' share of the cores) while the
+    # main thread ran with the count its user had set.
+    import joblib
+    from skorch.callbacks import Callback
+
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    fitting, predicted = threading.Event(), threading.Event()
+    seen, errors = [], []
+
+    class Gate(Callback):
+        """Records the count while the main thread is idle; lets it predict."""
+
+        def on_batch_end(self, net, **kwargs):
+            if not fitting.is_set() or predicted.is_set():
+                seen.append(torch.get_num_threads())
+            fitting.set()
+            predicted.wait(60)
+
+    def fit():
+        try:
+            with joblib.parallel_backend("threading"):
+                MultiSWAGRegressor(
+                    **{**fast_params, "n_jobs": 2, "callbacks": [Gate()]}
+                ).fit(X, y)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    before = torch.get_num_threads()
+    users = joblib.cpu_count() // 2 + 1  # never a fit's share of the cores
+    worker = threading.Thread(target=fit)
+    try:
+        torch.set_num_threads(users)
+        worker.start()
+        assert fitting.wait(60)
+        reg.predict(np.repeat(X, 50, axis=0), return_std=True)
+        assert torch.get_num_threads() == users
+        predicted.set()
+        worker.join()
+        assert not errors, errors[0]
+        assert torch.get_num_threads() == users
+    finally:
+        predicted.set()
+        worker.join()
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {users}
+
+
+def test_only_the_main_thread_changes_the_thread_count():
+    from sklearn_swag._training.threads import set_thread_count, threads_restored
+
+    found = []
+
+    def other():
+        with threads_restored() as may_change:
+            found.append(may_change)
+            try:
+                set_thread_count(1)
+            except RuntimeError as exc:
+                found.append(str(exc))
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    assert found[0] is False and found[1].startswith("Only the main thread")
+    with threads_restored() as may_change:
+        assert may_change
