@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._network.private_generator import private_generator
 from ._network.stack import ParticleStack
 from ._training.routed import build_network
 
@@ -112,7 +113,9 @@ class StackState:
 
     def stack(self, network: dict) -> ParticleStack:
         """The stack again, its structure built from ``network`` (a spec)."""
-        with torch.random.fork_rng(devices=[]):  # the caller's random state
+        # Its weights come from the saved values: it draws from a generator of
+        # its own, as the global one may be drawing a fit's weights meanwhile.
+        with private_generator():
             template = build_network(network)
         try:
             stack = ParticleStack.from_arrays(

@@ -16,7 +16,8 @@ lowered faithfully raises :class:`LoweringError`, so that the caller can fall
 back to a slower, general way of evaluating the copies.
 
 Modules: :mod:`.network` (:class:`LoweredNetwork`, :func:`lower`),
-:mod:`.driver` (tracing, and the walk over the trace), :mod:`.registry` and
+:mod:`.tracing` (the trace, which patches nothing shared), :mod:`.driver`
+(the walk over the trace), :mod:`.registry` and
 :mod:`.rules` (one rule per operation, one module per op family),
 :mod:`.kernels` (the batched functions the compiled graphs call) and
 :mod:`.values` (what is known about each value).
