@@ -24,6 +24,12 @@ Modules: :mod:`.network` (:class:`LoweredNetwork`, :func:`lower`),
 """
 
 from .network import LoweredNetwork, lower
-from .values import LoweringError
+from .values import LoweringError, UnforeseenLoweringError, strict
 
-__all__ = ["LoweredNetwork", "LoweringError", "lower"]
+__all__ = [
+    "LoweredNetwork",
+    "LoweringError",
+    "UnforeseenLoweringError",
+    "lower",
+    "strict",
+]

@@ -23,7 +23,15 @@ from torch import fx, nn
 
 from . import kernels
 from .registry import FUNCTION_RULES, METHOD_RULES, MODULE_RULES
-from .values import LoweringError, Value, arg, nodes_in, qualified_name, without_arg
+from .values import (
+    LoweringError,
+    UnforeseenLoweringError,
+    Value,
+    arg,
+    nodes_in,
+    qualified_name,
+    without_arg,
+)
 
 if TYPE_CHECKING:
     from .network import LoweredNetwork
@@ -91,7 +99,8 @@ class Lowerer(fx.Interpreter):
         return super().run(enable_io_processing=False)
 
     def run_node(self, n: fx.Node) -> Any:
-        """Lower one node; any unforeseen failure becomes a :class:`LoweringError`."""
+        """Lower one node; an unforeseen failure is an
+        :class:`~.values.UnforeseenLoweringError`."""
         lower = getattr(self, f"lower_{n.op}", None)
         if lower is None:
             raise LoweringError(f"unsupported node {n.format_node()}")
@@ -99,8 +108,10 @@ class Lowerer(fx.Interpreter):
             return lower(n)
         except LoweringError:
             raise
-        except Exception as exc:  # a bug or an unforeseen use: fall back
-            raise LoweringError(f"cannot lower {n.format_node()}: {exc}") from exc
+        except Exception as exc:  # a bug or an unforeseen use
+            raise UnforeseenLoweringError(
+                f"cannot lower {n.format_node()}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def lower_placeholder(self, node: fx.Node) -> Value:
         if self._seen_input:
