@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._network.private_generator import private_generator
 from ._network.stack import ParticleStack, check_stacked_values
 from ._training.routed import build_network
 
@@ -141,7 +142,9 @@ class StackState:
             )
         with _names_the_network(network):
             _check_sizes_unallocated(network, self.weights, self.buffers)
-        with torch.random.fork_rng(devices=[]):  # the caller's random state
+        # Its weights come from the saved values: it draws from a generator of
+        # its own, as the global one may be drawing a fit's weights meanwhile.
+        with private_generator():
             template = build_network(network)
         with _names_the_network(network):
             stack = ParticleStack.from_arrays(

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "BatchNormBase",
+    "DispatchMode",
     "DropoutBase",
     "GUARDED",
     "PADDING_ATTRIBUTE",
@@ -24,6 +25,7 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_",
     "lookup",
+    "op_arguments",
     "public_reversed_padding",
     "reversed_padding",
 ]
@@ -71,6 +73,8 @@ GUARDED: dict[str, Any] = {
         nn.AlphaDropout,
         nn.FeatureAlphaDropout,
     ),
+    # Without it, a network is built under the borrowed global generator.
+    "torch.utils._python_dispatch.TorchDispatchMode": None,
 }
 
 
@@ -92,6 +96,19 @@ leaky_relu_ = _private("torch._C._nn.leaky_relu_")
 BatchNormBase = _private("torch.nn.modules.batchnorm._BatchNorm")
 #: The base class of the dropout layers, for ``isinstance``.
 DropoutBase = _private("torch.nn.modules.dropout._DropoutNd")
+#: The base class of modes that see every aten operation of one thread
+#: (``__torch_dispatch__``), or None.
+DispatchMode = _private("torch.utils._python_dispatch.TorchDispatchMode")
+
+
+def op_arguments(op: Any) -> tuple[str, ...]:
+    """The argument names of an aten operation (``torch.ops.aten.randn.default``).
+
+    Read from its private ``_schema``; empty where that is missing.
+    """
+    schema = getattr(op, "_schema", None)
+    return () if schema is None else tuple(a.name for a in schema.arguments)
+
 
 # -- attributes of modules ---------------------------------------------------------
 #: The private attribute of convolutions read by :func:`reversed_padding`.

@@ -1,7 +1,15 @@
 """Shared fixtures: small float32 data and fast estimator settings."""
 
+import os
+
 import numpy as np
 import pytest
+
+# Strict mode: a fallback of the batched rewrite for any reason but an
+# unsupported operation (a bug of the rewrite) fails the test instead of
+# hiding as slowness (sklearn_swag._network.lowering.strict). Set before any
+# test runs, so that worker processes inherit it.
+os.environ.setdefault("SKLEARN_SWAG_STRICT", "1")
 
 #: Settings that train in well under a second on a 2-core CPU.
 FAST = dict(

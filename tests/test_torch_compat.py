@@ -35,6 +35,9 @@ def test_the_private_objects_are_in_use():
     assert _torch_compat.leaky_relu_ is torch._C._nn.leaky_relu_
     assert _torch_compat.BatchNormBase is torch.nn.modules.batchnorm._BatchNorm
     assert _torch_compat.DropoutBase is torch.nn.modules.dropout._DropoutNd
+    from torch.utils import _python_dispatch
+
+    assert _torch_compat.DispatchMode is _python_dispatch.TorchDispatchMode
 
 
 def test_lookup_of_a_missing_name_is_none():

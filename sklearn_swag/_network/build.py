@@ -1,13 +1,17 @@
 """The evaluation of a particle stack, chosen with a fallback.
 
 :func:`build_stack` takes the batched rewrite where it agrees with the network
-itself, :func:`torch.func.vmap` where the rewrite fails, and evaluation copy by
-copy where vmap fails or would lose buffer updates.
+itself, :func:`torch.func.vmap` where the rewrite refuses an operation, and
+evaluation copy by copy where vmap refuses one or would lose buffer updates.
+Only those refusals lead to a fallback: any other failure is raised, and in
+strict mode (:func:`~.lowering.strict`, which the test suite turns on) so is
+a rewrite that fails unforeseen or disagrees with the network.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -15,20 +19,33 @@ import torch
 from torch import nn
 
 from .evaluators import _as_particle_output
+from .lowering import LoweringError, UnforeseenLoweringError, strict
 from .stack import ParticleStack
 
+#: What :func:`torch.func.vmap` says when it cannot batch an operation
+#: (data-dependent control flow, ``.item()``, an in-place operation on an
+#: unbatched tensor, an operation without a batching rule).
+_VMAP_REFUSES = re.compile(r"vmap|batching rule", re.IGNORECASE)
 
-def _agrees_with_modules(
-    stack: ParticleStack, modules: Sequence[nn.Module], probe: torch.Tensor
-) -> bool:
-    """Whether the stack's eval-mode outputs are those of the modules themselves."""
+
+def _outputs(modules: Sequence[nn.Module], probe: torch.Tensor) -> torch.Tensor:
+    """The modules' own eval-mode outputs on ``probe``, stacked ``(P, N, o)``.
+
+    A failure here is the network's own (it cannot run on the data), so it is
+    raised as it is, before any evaluation is tried.
+    """
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        expected = torch.stack(
+        return torch.stack(
             [
                 _as_particle_output(copy.deepcopy(m).eval()(probe)[None], len(probe))[0]
                 for m in modules
             ]
         )
+
+
+def _agrees(stack: ParticleStack, expected: torch.Tensor, probe: torch.Tensor) -> bool:
+    """Whether the stack's eval-mode outputs are the modules' own ``expected``."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
         got = stack.functional_forward(
             stack.flat_weights(), probe, torch.arange(stack.n_particles)
         )
@@ -55,9 +72,10 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     """Stack the copies, falling back to slower evaluation where needed.
 
     The batched rewrite is checked against the modules themselves on the
-    probe rows; where it cannot be made or disagrees, :func:`torch.func.vmap`
-    is tried, and where that fails or would lose buffer updates, the copies
-    run one after another, with a warning.
+    probe rows; where it refuses an operation (:class:`LoweringError`) or
+    disagrees, :func:`torch.func.vmap` is tried, and where vmap refuses one or
+    would lose buffer updates, the copies run one after another, with a
+    warning. Any other failure is raised.
 
     Parameters
     ----------
@@ -69,38 +87,66 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     Returns
     -------
     ParticleStack
+
+    Raises
+    ------
+    RuntimeError
+        In strict mode (``SKLEARN_SWAG_STRICT=1``), where the rewrite fails
+        in a way it does not foresee or disagrees with the network.
     """
     # The probe may draw dropout masks: from a forked, not the caller's, state.
     cuda = [probe.device.index or 0] if probe.device.type == "cuda" else []
+    expected = _outputs(modules, probe)
+    cause = None
     try:
         stack = ParticleStack(modules, mode="lowered")
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             copy.deepcopy(stack).train()(probe)
-        if _agrees_with_modules(stack, modules, probe):
+        if _agrees(stack, expected, probe):
             return stack
-        reason = "its batched rewrite disagrees with the network"
-    except Exception as exc:  # noqa: BLE001 - any failure means "cannot batch"
-        reason = f"{type(exc).__name__}: {exc}"
+        reason, foreseen = "its batched rewrite disagrees with the network", False
+    except LoweringError as exc:
+        reason, cause = str(exc), exc
+        foreseen = not isinstance(exc, UnforeseenLoweringError)
+    if strict() and not foreseen:
+        raise RuntimeError(
+            "Strict mode (SKLEARN_SWAG_STRICT): the batched rewrite of "
+            f"{type(modules[0]).__name__} failed for a reason other than an "
+            f"unsupported operation: {reason}"
+        ) from cause
+    return _fallback(modules, probe, cuda, reason)
+
+
+def _fallback(
+    modules: Sequence[nn.Module], probe: torch.Tensor, cuda: list, reason: str
+) -> ParticleStack:
+    """A stack under :func:`torch.func.vmap`, or copy by copy where vmap cannot."""
+    name = type(modules[0]).__name__
     stack = ParticleStack(modules, mode="vmap")
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             copy.deepcopy(stack).train()(probe)
-            if _updates_buffers(modules[0], probe):
-                # vmap runs such a module, but its buffer updates land in a
-                # copy and are lost; only copy-by-copy evaluation keeps them.
-                raise RuntimeError("it updates its buffers in training mode")
-    except Exception as exc:  # noqa: BLE001 - any failure means "cannot batch"
+    except RuntimeError as exc:
+        if not _VMAP_REFUSES.search(str(exc)):
+            raise  # the network's own failure in training mode
+        refusal = f"torch.func.vmap: {type(exc).__name__}: {exc}"
+    else:
+        # vmap runs such a module, but its buffer updates land in a copy and
+        # are lost; only copy-by-copy evaluation keeps them.
+        refusal = _updates_buffers(modules[0], probe) and (
+            "torch.func.vmap would lose its buffer updates in training mode"
+        )
+    if refusal:
         message = (
-            f"{type(modules[0]).__name__} cannot be batched over particles "
-            f"({reason}; torch.func.vmap: {type(exc).__name__}: {exc}); its "
+            f"{name} cannot be batched over particles ({reason}; {refusal}); its "
             "particles are trained one after another, which is correct but slower."
         )
         stack = ParticleStack(modules, mode="loop")
     else:
         message = (
-            f"{type(modules[0]).__name__} could not be rewritten into batched "
-            f"operations ({reason}); it is batched with torch.func.vmap "
-            "instead, which is correct but slower."
+            f"{name} could not be rewritten into batched operations ({reason}); "
+            "it is batched with torch.func.vmap instead, which is correct but "
+            "slower."
         )
-    warnings.warn(message, UserWarning, stacklevel=3)
+    warnings.warn(message, UserWarning, stacklevel=4)
     return stack

@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .._torch_compat import BatchNormBase, DropoutBase
-from .lowering import LoweringError, lower
+from .lowering import LoweringError, UnforeseenLoweringError, lower, strict
 
 
 def _as_particle_output(out: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -182,8 +182,10 @@ def _make_evaluator(mode: str, skeleton: nn.Module):
     if mode in ("auto", "lowered"):
         try:
             return LoweredEvaluator(lower(skeleton))
-        except LoweringError:
-            if mode == "lowered":
+        except LoweringError as exc:
+            if mode == "lowered" or (
+                isinstance(exc, UnforeseenLoweringError) and strict()
+            ):
                 raise
             mode = "vmap"
     if mode not in _EVALUATORS:

@@ -294,8 +294,7 @@ class ParticleStack(nn.Module):
         """The particles at ``indices``, as a new stack on the same device.
 
         Their weights and buffers are copied; the structure and the evaluator
-        are shared, so nothing is traced again (which a worker thread must
-        not do).
+        are shared, so nothing is traced again.
 
         Parameters
         ----------

@@ -18,6 +18,9 @@ from particle_stacks import (
 from torch import nn
 
 from sklearn_swag._network.build import build_stack
+from sklearn_swag._network.lowering import UnforeseenLoweringError, strict
+from sklearn_swag._network.lowering.registry import MODULE_RULES
+from sklearn_swag._network.stack import ParticleStack
 
 
 class _Counting(TinyNet):
@@ -73,3 +76,65 @@ def test_build_stack_falls_back_to_a_loop_for_buffers_vmap_loses():
     with pytest.warns(UserWarning, match="one after another"):
         stack = build_stack(_modules(Net, 2), X[:8])
     assert stack.mode == "loop"
+
+
+def test_the_suite_runs_in_strict_mode():
+    assert strict()  # tests/conftest.py sets SKLEARN_SWAG_STRICT
+
+
+def _broken_rule(lw, node, mod):
+    raise IndexError("a bug of the rule")
+
+
+def test_a_rewrite_that_fails_unforeseen_is_an_error_in_strict_mode(monkeypatch):
+    monkeypatch.setitem(MODULE_RULES, nn.Linear, _broken_rule)
+    X, _ = _data()
+    monkeypatch.setenv("SKLEARN_SWAG_STRICT", "1")
+    with pytest.raises(RuntimeError, match="Strict mode.*IndexError: a bug") as info:
+        build_stack(_modules(_sequential, 2), X[:8])
+    assert isinstance(info.value.__cause__, UnforeseenLoweringError)
+    with pytest.raises(UnforeseenLoweringError, match="IndexError: a bug"):
+        ParticleStack(_modules(_sequential, 2), mode="auto")
+    monkeypatch.setenv("SKLEARN_SWAG_STRICT", "0")  # as users run it
+    with pytest.warns(UserWarning, match="IndexError: a bug.*vmap instead"):
+        assert build_stack(_modules(_sequential, 2), X[:8]).mode == "vmap"
+    assert ParticleStack(_modules(_sequential, 2), mode="auto").mode == "vmap"
+
+
+def test_a_rewrite_that_disagrees_is_an_error_in_strict_mode(monkeypatch):
+    # ELU lowered as the identity: the rewrite runs, but computes another network.
+    monkeypatch.setitem(MODULE_RULES, nn.ELU, lambda lw, node, mod: lw.v(node.args[0]))
+    X, _ = _data()
+    monkeypatch.setenv("SKLEARN_SWAG_STRICT", "1")
+    with pytest.raises(RuntimeError, match="Strict mode.*disagrees"):
+        build_stack(_modules(_sequential, 2), X[:8])
+    monkeypatch.setenv("SKLEARN_SWAG_STRICT", "0")
+    with pytest.warns(UserWarning, match="disagrees.*vmap instead"):
+        assert build_stack(_modules(_sequential, 2), X[:8]).mode == "vmap"
+
+
+class _Fails(TinyNet):
+    def forward(self, x):
+        raise ValueError("the network's own failure")
+
+
+class _FailsInTraining(TinyNet):
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("the network's own failure in training")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("strict_mode", ["0", "1"])
+@pytest.mark.parametrize(
+    "factory, error", [(_Fails, ValueError), (_FailsInTraining, RuntimeError)]
+)
+def test_a_failure_of_the_network_itself_is_not_a_fallback(
+    factory, error, strict_mode, monkeypatch
+):
+    monkeypatch.setenv("SKLEARN_SWAG_STRICT", strict_mode)
+    X, _ = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "slower" warning either
+        with pytest.raises(error, match="the network's own failure"):
+            build_stack(_modules(factory, 2), X[:8])

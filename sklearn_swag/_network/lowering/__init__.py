@@ -16,13 +16,20 @@ lowered faithfully raises :class:`LoweringError`, so that the caller can fall
 back to a slower, general way of evaluating the copies.
 
 Modules: :mod:`.network` (:class:`LoweredNetwork`, :func:`lower`),
-:mod:`.driver` (tracing, and the walk over the trace), :mod:`.registry` and
+:mod:`.tracing` (the trace, which patches nothing shared), :mod:`.driver`
+(the walk over the trace), :mod:`.registry` and
 :mod:`.rules` (one rule per operation, one module per op family),
 :mod:`.kernels` (the batched functions the compiled graphs call) and
 :mod:`.values` (what is known about each value).
 """
 
 from .network import LoweredNetwork, lower
-from .values import LoweringError
+from .values import LoweringError, UnforeseenLoweringError, strict
 
-__all__ = ["LoweredNetwork", "LoweringError", "lower"]
+__all__ = [
+    "LoweredNetwork",
+    "LoweringError",
+    "UnforeseenLoweringError",
+    "lower",
+    "strict",
+]

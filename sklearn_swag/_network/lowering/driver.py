@@ -1,6 +1,6 @@
-"""The driver: trace a network, then walk its graph emitting batched nodes.
+"""The driver: walk a network's trace, emitting batched nodes.
 
-:func:`trace` records the network's forward with :mod:`torch.fx`. A
+:func:`~.tracing.trace` records the network's forward with :mod:`torch.fx`. A
 :class:`Lowerer` interprets that trace node by node, as a
 :class:`torch.fx.Interpreter` does, but instead of computing values it emits
 the batched operations of each node into a new graph and records what it
@@ -13,7 +13,6 @@ batched operands aligned, are lowered here.
 from __future__ import annotations
 
 import operator
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,15 @@ from torch import fx, nn
 
 from . import kernels
 from .registry import FUNCTION_RULES, METHOD_RULES, MODULE_RULES
-from .values import LoweringError, Value, arg, nodes_in, qualified_name, without_arg
+from .values import (
+    LoweringError,
+    UnforeseenLoweringError,
+    Value,
+    arg,
+    nodes_in,
+    qualified_name,
+    without_arg,
+)
 
 if TYPE_CHECKING:
     from .network import LoweredNetwork
@@ -92,7 +99,8 @@ class Lowerer(fx.Interpreter):
         return super().run(enable_io_processing=False)
 
     def run_node(self, n: fx.Node) -> Any:
-        """Lower one node; any unforeseen failure becomes a :class:`LoweringError`."""
+        """Lower one node; an unforeseen failure is an
+        :class:`~.values.UnforeseenLoweringError`."""
         lower = getattr(self, f"lower_{n.op}", None)
         if lower is None:
             raise LoweringError(f"unsupported node {n.format_node()}")
@@ -100,8 +108,10 @@ class Lowerer(fx.Interpreter):
             return lower(n)
         except LoweringError:
             raise
-        except Exception as exc:  # a bug or an unforeseen use: fall back
-            raise LoweringError(f"cannot lower {n.format_node()}: {exc}") from exc
+        except Exception as exc:  # a bug or an unforeseen use
+            raise UnforeseenLoweringError(
+                f"cannot lower {n.format_node()}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def lower_placeholder(self, node: fx.Node) -> Value:
         if self._seen_input:
@@ -376,59 +386,3 @@ class Lowerer(fx.Interpreter):
         if function is not None:
             return self.fn(function, *args, **kwargs)
         return self.like(node, args, kwargs)
-
-
-# -- tracing -----------------------------------------------------------------------
-
-#: Serialises tracing within a process (see :func:`trace`).
-_TRACE_LOCK = threading.Lock()
-
-
-def trace(module: nn.Module) -> fx.Graph:
-    """The fx graph of ``module``, the same in training and in eval mode.
-
-    fx records ``self.training`` as a constant: a forward that branches on it
-    (other than to pass it to ``F.dropout``, which is lowered by the mode of
-    the call) would be lowered for one mode only, so it is refused.
-    """
-    if type(module) in MODULE_RULES:  # a lone layer: fx would trace into it
-        graph = fx.Graph()
-        graph.output(graph.call_module("", (graph.placeholder("x"),)))
-        return graph
-    flags = {m: m.training for m in module.modules()}
-    graphs = []
-    try:
-        # fx patches torch.nn.Module.__call__ for the whole process while it
-        # traces: two traces at once would record each other's modules.
-        with _TRACE_LOCK:
-            for training in (True, False):
-                module.train(training)
-                graphs.append(fx.Tracer().trace(module))
-    except Exception as exc:
-        raise LoweringError(
-            f"cannot trace {type(module).__name__}: {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        for m, training in flags.items():
-            m.training = training
-    if _signature(graphs[0]) != _signature(graphs[1]):
-        raise LoweringError(
-            f"the forward of {type(module).__name__} depends on self.training"
-        )
-    return graphs[0]
-
-
-def _signature(graph: fx.Graph) -> list[tuple[str, str, str]]:
-    """The operations of ``graph``, ``F.dropout``'s ``training`` left out."""
-    out = []
-    for node in graph.nodes:
-        args, kwargs = node.args, dict(node.kwargs)
-        if node.target is F.dropout:
-            args = args[:2]
-            kwargs.pop("training", None)
-        target = str(node.target)
-        if node.op == "get_attr" and target.startswith("_tensor_constant"):
-            target = "_tensor_constant"  # a fresh name at every trace
-        names = fx.node.map_arg((args, kwargs), lambda n: n.name)
-        out.append((node.op, target, repr(names)))
-    return out

@@ -11,7 +11,8 @@ from torch import fx, nn
 
 from ..._torch_compat import BatchNormBase
 from . import rules  # noqa: F401  (registers the rules)
-from .driver import Lowerer, trace
+from .driver import Lowerer
+from .tracing import trace
 from .values import LoweringError
 
 __all__ = ["LoweredNetwork", "lower"]

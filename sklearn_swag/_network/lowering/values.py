@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,25 @@ class LoweringError(Exception):
 
     The message names the operation (node, module, function or method).
     """
+
+
+class UnforeseenLoweringError(LoweringError):
+    """A rule failed in a way it does not foresee.
+
+    A bug of the rewrite, or a use the rule should refuse by name: the caller
+    falls back as for any :class:`LoweringError`, except in strict mode
+    (:func:`strict`), where it is an error.
+    """
+
+
+def strict() -> bool:
+    """Whether a fallback that is not for an unsupported operation is an error.
+
+    Set by the environment variable ``SKLEARN_SWAG_STRICT`` (anything but
+    empty or "0"), which the test suite sets: there a bug of the rewrite
+    fails the test rather than hiding as slowness.
+    """
+    return os.environ.get("SKLEARN_SWAG_STRICT", "") not in ("", "0")
 
 
 @dataclass
