@@ -5,6 +5,9 @@ Should scikit-learn move one of them, this file is the only one to change;
 ``tests/metrics/test_scorer.py``).
 """
 
+import inspect
+
+import numpy as np
 from sklearn import __version__ as _sklearn_version
 from sklearn.base import _fit_context, is_classifier
 from sklearn.metrics._scorer import _BaseScorer
@@ -16,7 +19,8 @@ from sklearn.utils._param_validation import (
     validate_params,
 )
 from sklearn.utils.fixes import parse_version
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import _check_sample_weight as _sklearn_check_weight
+from sklearn.utils.validation import validate_data
 
 __all__ = [
     "HasMethods",
@@ -38,6 +42,25 @@ _SKLEARN_VERSION = parse_version(parse_version(_sklearn_version).base_version)
 #: before 1.9, ``sklearn.utils._response._get_response_values`` calls only the
 #: ``predict`` of an estimator that is not a classifier.
 _REGRESSOR_RESPONSE_ANY_METHOD = _SKLEARN_VERSION >= parse_version("1.9")
+
+#: Whether scikit-learn's ``_check_sample_weight`` refuses weights that are all
+#: zero: from 1.9 on (``allow_all_zero_weights``); before, it returns them.
+_REFUSES_ALL_ZERO_WEIGHTS = (
+    "allow_all_zero_weights" in inspect.signature(_sklearn_check_weight).parameters
+)
+
+
+def _check_sample_weight(sample_weight, X, **kwargs):
+    """scikit-learn's ``_check_sample_weight``, refusing all-zero weights.
+
+    Weights that are all zero leave nothing to fit (the target's weighted mean
+    divides by their sum); scikit-learn refuses them from 1.9 on, and here
+    with the same message before.
+    """
+    weights = _sklearn_check_weight(sample_weight, X, **kwargs)
+    if not _REFUSES_ALL_ZERO_WEIGHTS and weights.size and not np.any(weights):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return weights
 
 
 class NumberInterval(Interval):

@@ -64,3 +64,12 @@ def test_check_sample_weight():
         _check_sample_weight(np.array([1.0, -1.0, 1.0]), X, ensure_non_negative=True)
     with pytest.raises(ValueError):
         _check_sample_weight(np.ones(4), X)
+
+
+def test_check_sample_weight_refuses_all_zero_weights():
+    # scikit-learn refuses them only from 1.9 on; the shim does before too.
+    X = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="non-zero"):
+        _check_sample_weight(np.zeros(3), X, ensure_non_negative=True)
+    weights = _check_sample_weight(np.array([0.0, 2.0, 0.0]), X, dtype=np.float64)
+    np.testing.assert_array_equal(weights, [0.0, 2.0, 0.0])
