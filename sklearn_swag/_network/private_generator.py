@@ -75,6 +75,8 @@ if DispatchMode is not None:
                 seeded = _with_generator(func)
                 if seeded is not None:
                     func, kwargs["generator"] = seeded, self.generator
+                elif func.overloadpacket.__name__ in _LIKE:
+                    return _drawn_like(func, args, kwargs, self.generator)
             return func(*args, **kwargs)
 
 
@@ -103,3 +105,24 @@ def _with_generator(func: Any) -> Any:
         if set(op_arguments(overload)) == names | {"generator"}:
             return overload
     return None
+
+
+#: Operations drawing "like" a tensor, which older torch releases (2.4) give no
+#: overload with a generator: drawn in place into an empty tensor instead.
+_LIKE = frozenset({"rand_like", "randn_like", "randint_like"})
+
+
+def _drawn_like(
+    func: Any, args: tuple, kwargs: dict, generator: torch.Generator
+) -> torch.Tensor:
+    """``func(*args, **kwargs)`` (a ``*_like`` draw) from ``generator``."""
+    name = func.overloadpacket.__name__
+    template, *bounds = args
+    kwargs.pop("generator", None)
+    out = torch.ops.aten.empty_like.default(template, **kwargs)
+    if name == "rand_like":
+        return out.uniform_(0.0, 1.0, generator=generator)
+    if name == "randn_like":
+        return out.normal_(0.0, 1.0, generator=generator)
+    low, high = (0, bounds[0]) if len(bounds) == 1 else bounds
+    return out.random_(int(low), int(high), generator=generator)

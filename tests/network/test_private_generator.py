@@ -106,3 +106,21 @@ def test_the_overload_with_a_generator(op, expected):
 def test_operation_arguments_without_a_schema_are_none():
     assert _torch_compat.op_arguments(object()) == ()
     assert "generator" in _torch_compat.op_arguments(torch.ops.aten.uniform_.default)
+
+
+def test_draws_like_a_tensor_without_a_generator_overload():
+    # torch 2.4 has no rand_like.generator: those draws go in place instead.
+    template = torch.zeros(2, 3, dtype=torch.float64)
+    aten = torch.ops.aten
+    cases = [
+        (aten.rand_like.default, (template,)),
+        (aten.randn_like.default, (template,)),
+        (aten.randint_like.default, (template, 4)),
+        (aten.randint_like.low_dtype, (template, 2, 4)),
+    ]
+    for func, args in cases:
+        first = module._drawn_like(func, args, {}, torch.Generator().manual_seed(1))
+        again = module._drawn_like(func, args, {}, torch.Generator().manual_seed(1))
+        assert first.shape == (2, 3) and first.dtype == torch.float64
+        torch.testing.assert_close(first, again, rtol=0, atol=0)
+    assert ((first >= 2) & (first < 4)).all()
