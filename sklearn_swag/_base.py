@@ -33,7 +33,6 @@ from ._rows import (
     _bn_update_rows,
     _fingerprint,
     _merge_identical_rows,
-    _same_data,
     _training_rows,
     _validation_split,
     _weighs_rows,
@@ -70,6 +69,7 @@ from ._training.seeds import (
 )
 from ._training.stopping import stopping_on_failure
 from ._training.threads import threads_restored
+from ._warm_start import kept_particles, with_fitted_particles
 
 #: Floats per array of per-particle predictions in one block of rows (see
 #: ``MultiSWAGBase._by_row_blocks``): 8 MB of float64.
@@ -360,7 +360,7 @@ class MultiSWAGBase(BaseEstimator):
         """
         devices = resolve_devices(self.device)
         fingerprint = _fingerprint(X, y_given, weights)
-        kept = self._kept_particles(fingerprint, X, y_given, weights)
+        kept = kept_particles(self, fingerprint, X, y_given, weights)
         if kept == self.n_models:
             warnings.warn(
                 f"warm_start=True and n_models={self.n_models} particles are "
@@ -396,7 +396,7 @@ class MultiSWAGBase(BaseEstimator):
             plan, modules, seeds, kept, devices, X_train, y_fit, validation
         )
         if kept:  # warm start: the particles fitted before come first
-            merged = self._with_fitted_particles(merged)
+            merged = with_fitted_particles(self, merged)
         self._set_fitted_particles(merged, plan, seeds, root, kept)
         self._set_fitted_rows(fingerprint, root, X_train, weights[train])
         return train, held_out
@@ -472,9 +472,8 @@ class MultiSWAGBase(BaseEstimator):
         """Train the new particles, a group per joblib worker, and join them.
 
         The groups go round robin over ``devices``; each worker may use its
-        share of the cores. The groups' stacks are built here, where networks
-        are traced: fx patches module calls process-wide, which worker threads
-        must not see. If the dispatch fails (a group's error, Ctrl-C), the
+        share of the cores. The groups' stacks are built here, once per group,
+        before any worker starts. If the dispatch fails (a group's error, Ctrl-C), the
         groups of this process stop and are waited for before the error goes
         on (:mod:`~sklearn_swag._training.stopping`).
         """
@@ -547,51 +546,6 @@ class MultiSWAGBase(BaseEstimator):
         )
         self._bn_batch_size = self.batch_size
         self.n_train_samples_ = len(X_train)
-
-    def _kept_particles(self, fingerprint: str, X, y, weights) -> int:
-        """How many fitted particles a warm start keeps (0 for a fresh fit).
-
-        ``fingerprint`` is the digest of the data ``X, y, weights``
-        (:func:`~sklearn_swag._rows._fingerprint`); a warm start needs the
-        data fitted before.
-        """
-        if not self.warm_start or "swag_mean_" not in vars(self):
-            return 0
-        kept = len(self.swag_mean_)
-        if self.n_models < kept:
-            raise ValueError(
-                f"warm_start=True keeps the {kept} fitted particles: n_models="
-                f"{self.n_models} must be at least that; set warm_start=False to "
-                "fit fewer."
-            )
-        if not _same_data(vars(self).get("_fingerprint"), fingerprint, X, y, weights):
-            raise ValueError(
-                "warm_start=True adds particles to a fit on the same data, but "
-                "these data differ from the data fitted before; set "
-                "warm_start=False to fit them afresh."
-            )
-        return kept
-
-    def _with_fitted_particles(self, new: dict) -> dict:
-        """The fitted particles followed by the ``new`` ones."""
-        old_k, new_k = self.swag_deviations_.shape[1], new["deviations"].shape[1]
-        if old_k != new_k:
-            raise ValueError(
-                "warm_start=True adds particles like the fitted ones: the new "
-                f"ones hold {new_k} deviations, the fitted {old_k}; keep rank, "
-                "swag_epochs and swag_every, or set warm_start=False."
-            )
-        fitted = {
-            "stack": self.particles_,
-            "mean": self.swag_mean_,
-            "sq_mean": self.swag_sq_mean_,
-            "deviations": self.swag_deviations_,
-            "n_snapshots": self.n_snapshots_,
-            "train_loss": self.train_loss_,
-            "pretrain_epochs": self.pretrain_epochs_,
-            "history": {k: v for k, v in self.history_.items() if k != "epoch"},
-        }
-        return merge_groups([fitted, new])
 
     def _stops_early(self) -> bool:
         if self.early_stopping == "auto":

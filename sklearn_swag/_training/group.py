@@ -68,9 +68,8 @@ def fit_group(
         Where to train.
     modules : list of torch.nn.Module, ParticleStack or None, default=None
         The particles' initialised networks, or their stack (built by the
-        caller, which keeps the tracing of a network out of worker threads:
-        torch.fx patches module calls process-wide while it traces); built
-        from ``seeds`` when None.
+        caller, which traces the network once for all groups); built from
+        ``seeds`` when None.
     validation : tuple of ndarray or None, default=None
         The held-out rows ``(X, y)``, for early stopping of the pretraining
         (``plan.early_stopping``).
