@@ -45,6 +45,7 @@ from ._sklearn_compat import (
     _check_sample_weight,
     validate_data,
 )
+from ._training import budget
 from ._training.callbacks import _checked_callbacks, _swa_lr
 from ._training.devices import group_devices, partition, resolve_devices
 from ._training.group import fit_group
@@ -91,7 +92,10 @@ class MultiSWAGBase(BaseEstimator):
         "n_models": [Interval(Integral, 1, None, closed="left")],
         "rank": [Interval(Integral, 0, None, closed="left")],
         "deviation_dtype": [StrOptions({"float32", "float16"})],
-        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
+        "pretrain_epochs": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "swag_epochs": [Interval(Integral, 0, None, closed="left")],
         "swa_lr": [
             Interval(Real, 0, None, closed="neither"),
@@ -107,7 +111,10 @@ class MultiSWAGBase(BaseEstimator):
         "bn_update_rows": [Interval(Integral, 0, None, closed="left"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "tol": [Interval(Real, 0, None, closed="left")],
         "optimizer": [callable],
         "criterion": [callable, None],
@@ -425,7 +432,9 @@ class MultiSWAGBase(BaseEstimator):
             iterator_kwargs=self._params_for("iterator_train"),
             lr=float(self.lr),
             batch_size=self.batch_size,
-            pretrain_epochs=self.pretrain_epochs,
+            pretrain_epochs=budget.pretrain_epochs(
+                self.pretrain_epochs, self.batch_size, n_train
+            ),
             swag_epochs=self.swag_epochs,
             rank=self.rank,
             swa_lr=_swa_lr(self.swa_lr, self.batch_size, n_train),
@@ -438,7 +447,9 @@ class MultiSWAGBase(BaseEstimator):
             mlp_defaults=dict(mlp_defaults or {}),
             callbacks=_checked_callbacks(self.callbacks, self.swa_lr),
             early_stopping=self._stops_early(),
-            n_iter_no_change=self.n_iter_no_change,
+            n_iter_no_change=budget.patience(
+                self.n_iter_no_change, self.batch_size, n_train
+            ),
             tol=float(self.tol),
         )
 
@@ -559,7 +570,10 @@ class MultiSWAGBase(BaseEstimator):
                 "early_stopping=True stops the pretraining on the held-out rows: "
                 "set validation_fraction above 0."
             )
-        if self.pretrain_epochs + self.swag_epochs < 1:
+        if (
+            self.pretrain_epochs != "auto"
+            and self.pretrain_epochs + self.swag_epochs < 1
+        ):
             raise ValueError(
                 "pretrain_epochs + swag_epochs must be at least 1, got "
                 f"{self.pretrain_epochs} + {self.swag_epochs}."

@@ -370,7 +370,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         n_models=5,
         rank=20,
         deviation_dtype="float32",
-        pretrain_epochs=200,
+        pretrain_epochs="auto",
         swag_epochs=30,
         swa_lr="auto",
         anneal_epochs=5,
@@ -384,7 +384,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         normalize_y="auto",
         validation_fraction=0.1,
         early_stopping="auto",
-        n_iter_no_change=10,
+        n_iter_no_change="auto",
         tol=1e-4,
         optimizer=torch.optim.Adam,
         criterion=None,
@@ -492,6 +492,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             weights,
             n_net_outputs=n_net_outputs,
             criterion=criterion,
+            mlp_defaults={"activation": "gelu", "mean_variance": heteroscedastic},
             check_output=lambda out: _check_output_width(
                 out, n_net_outputs, self.noise
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 _ACTIVATIONS = {
@@ -102,3 +103,47 @@ class MLP(nn.Sequential):
                     # (xavier_uniform_ needs the two fans of a matrix).
                     bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
                     nn.init.uniform_(layer.bias, -bound, bound)
+
+
+class MeanVarianceMLP(nn.Module):
+    """Two :class:`MLP` side by side: one for the means, one for the variances.
+
+    The default network of ``MultiSWAGRegressor(noise="heteroscedastic")``.
+    Its output has ``n_outputs`` columns: the first half from the mean
+    network, the second half (the unconstrained variances) from the variance
+    network. With the default criterion the means learn from their squared
+    error alone and the variances from the likelihood with the means held
+    fixed, so that no weight the means use learns to explain residuals as
+    noise ("faithful" heteroscedastic regression, Stirn et al. 2023).
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features.
+    n_outputs : int
+        Twice the number of regression targets.
+    **kwargs
+        The arguments of :class:`MLP` (``hidden_layer_sizes``, ``activation``,
+        ``dropout``, ``init``), the same for both networks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_swag._network.mlp import MeanVarianceMLP
+    >>> net = MeanVarianceMLP(3, 2, hidden_layer_sizes=(8,))
+    >>> net(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(self, n_features: int, n_outputs: int, **kwargs) -> None:
+        super().__init__()
+        if int(n_outputs) < 2 or int(n_outputs) % 2:
+            raise ValueError(
+                "A mean-and-variance network needs an even number of outputs "
+                f"(a mean and a variance per target), got {n_outputs!r}."
+            )
+        self.mean = MLP(n_features, int(n_outputs) // 2, **kwargs)
+        self.variance = MLP(n_features, int(n_outputs) // 2, **kwargs)
+
+    def forward(self, X):
+        return torch.cat([self.mean(X), self.variance(X)], dim=-1)

@@ -76,13 +76,23 @@ class GaussianNLL(nn.Module):
     #: reduce the values itself.
     elementwise = True
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(
+        self, reduction: str = "mean", *, mean_fit: str = "mse", beta: float = 0.5
+    ) -> None:
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(
                 f'reduction must be "mean", "sum" or "none", got {reduction!r}.'
             )
+        if mean_fit not in ("nll", "beta", "mse"):
+            raise ValueError(
+                f'mean_fit must be "nll", "beta" or "mse", got {mean_fit!r}.'
+            )
+        if not 0.0 <= float(beta) <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {beta!r}.")
         self.reduction = reduction
+        self.mean_fit = mean_fit
+        self.beta = beta
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if input.shape[-1] != 2 * target.shape[-1]:
@@ -92,12 +102,25 @@ class GaussianNLL(nn.Module):
                 f"{target.shape[-1]} target(s), got {input.shape[-1]}."
             )
         mean, var = split_mean_variance(input)
-        # var >= MIN_VARIANCE already, so the loss's clamp at eps changes
-        # nothing. (It also checks var >= 0, which on a GPU waits for the
-        # device; skorch waits for the loss at every step anyway.)
-        return F.gaussian_nll_loss(
-            mean, target, var, full=True, eps=MIN_VARIANCE, reduction=self.reduction
-        )
+        if self.mean_fit == "mse":
+            nll = _gaussian_nll(mean.detach(), target, var)
+            loss = nll + 0.5 * (target - mean) ** 2
+        elif self.mean_fit == "beta":
+            loss = _gaussian_nll(mean, target, var) * var.detach() ** float(self.beta)
+        else:
+            loss = _gaussian_nll(mean, target, var)
+        if self.reduction == "mean":
+            return loss.mean()
+        return loss.sum() if self.reduction == "sum" else loss
+
+
+def _gaussian_nll(mean, target, var):
+    # var >= MIN_VARIANCE already, so the loss's clamp at eps changes nothing.
+    # (It also checks var >= 0, which on a GPU waits for the device; skorch
+    # waits for the loss at every step anyway.)
+    return F.gaussian_nll_loss(
+        mean, target, var, full=True, eps=MIN_VARIANCE, reduction="none"
+    )
 
 
 def held_out_noise_factor(

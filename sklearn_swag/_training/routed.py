@@ -12,7 +12,7 @@ import copy
 
 from torch import nn
 
-from .._network.mlp import MLP
+from .._network.mlp import MLP, MeanVarianceMLP
 from .._sklearn_compat import InvalidParameterError
 
 #: Prefixes of the parameters routed to the parts that skorch builds.
@@ -33,10 +33,12 @@ def build_network(spec: dict) -> nn.Module:
     if isinstance(module, nn.Module):
         return _reinitialised_copy(module)
     if module is None:
+        defaults = dict(spec["mlp_defaults"])
+        network = MeanVarianceMLP if defaults.pop("mean_variance", False) else MLP
         return _build_routed(
-            MLP,
+            network,
             "module",
-            {**spec["mlp_defaults"], **kwargs},
+            {**defaults, **kwargs},
             n_features=spec["n_features"],
             n_outputs=spec["n_outputs"],
         )
