@@ -555,7 +555,9 @@ class MultiSWAGBase(BaseEstimator):
             derived_rng(root, BN_ROWS_STREAM),
             train_weights,
         )
-        self._bn_batch_size = self.batch_size
+        # The refresh passes its rows in one batch, whatever batch_size: the
+        # exact statistics over them (a model saved with a batch size keeps it).
+        self._bn_batch_size = None
         self.n_train_samples_ = len(X_train)
 
     def _stops_early(self) -> bool:

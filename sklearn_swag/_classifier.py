@@ -83,10 +83,11 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
     scale : float, default=1.0
         Multiplies each particle's posterior covariance; 0 predicts with each
         particle's SWA mean alone.
-    bn_update_rows : int or None, default=1024
-        For networks with ``BatchNorm``: the training rows on which the
-        normalisation statistics of every evaluated weight vector are
-        recomputed (see :class:`MultiSWAGRegressor`).
+    bn_update_rows : int or None, default=None
+        For networks with ``BatchNorm``: the number of training rows on which
+        the normalisation statistics of every evaluated weight vector are
+        recomputed, in one batch; None uses every training row, 0 none (see
+        :class:`MultiSWAGRegressor`).
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, as in scikit-learn: ``{label: weight}``, or
         "balanced" for ``n_samples / (n_classes * np.bincount(y))``. They
@@ -274,7 +275,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         batch_size=128,
         n_samples=20,
         scale=1.0,
-        bn_update_rows=1024,
+        bn_update_rows=None,
         class_weight=None,
         temperature_scaling=False,
         validation_fraction=0.1,

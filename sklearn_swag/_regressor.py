@@ -92,18 +92,21 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         Gaussian as fitted; smaller values shrink the weight-space spread
         (Maddox et al. 2019 use 0.5 in places), 0 predicts with each
         particle's SWA mean alone.
-    bn_update_rows : int or None, default=1024
+    bn_update_rows : int or None, default=None
         For networks with ``BatchNorm`` layers: the number of training rows
         on which the normalisation statistics of every weight vector that
         prediction evaluates (each posterior draw, or the SWA mean at
         ``scale=0``) are recomputed, as SWAG requires (``bn_update``, Maddox
-        et al. 2019): in batches of ``batch_size``, keeping the cumulative
-        average. The rows (drawn with ``random_state``) are stored with the
-        fitted model. None uses every training row; 0 skips the refresh and
-        predicts with the statistics the particles had at the end of
-        training. A prediction then costs one forward pass over these rows
-        per draw, on top of the rows predicted (see the user guide). Networks
-        without normalisation statistics ignore it.
+        et al. 2019): the exact means and variances over these rows, passed
+        in one batch. None (the default) uses every training row, so the
+        statistics are those of the training data; an integer uses that
+        many rows, drawn with ``random_state``, faster but off by their
+        sampling error (see the user guide); 0 skips the
+        refresh and predicts with the statistics the particles had at the
+        end of training. The rows are stored with the fitted model. A
+        prediction costs one forward pass over these rows per draw, on top
+        of the rows predicted (see the user guide). Networks without
+        normalisation statistics ignore it.
     noise : {"homoscedastic", "heteroscedastic"}, default="homoscedastic"
         The observation noise. "homoscedastic": one noise variance per
         target, estimated after training (see ``validation_fraction``).
@@ -379,7 +382,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         batch_size=128,
         n_samples=20,
         scale=1.0,
-        bn_update_rows=1024,
+        bn_update_rows=None,
         noise="homoscedastic",
         normalize_y="auto",
         validation_fraction=0.1,

@@ -149,12 +149,20 @@ def _bn_update_rows(
 ) -> np.ndarray | None:
     """The training rows on which prediction recomputes BatchNorm statistics.
 
-    In random order, as a shuffled loader would give them: the statistics are
-    averaged over batches of consecutive rows, which in the data's own order
-    (sorted by time or by target, say) would not be samples of it.
+    In random order, as a shuffled loader would give them: where the
+    statistics are averaged over batches of consecutive rows, the data's own
+    order (sorted by time or by target, say) would not give samples of it.
+    ``n_rows=None`` gives every training row: a row that identical rows were
+    merged into (an integer weight, :func:`_merge_identical_rows`) comes
+    back as many times, so the statistics are those of the rows as given.
     """
     if n_rows == 0:
         return None
+    whole = np.round(weights)
+    if n_rows is None and np.array_equal(weights, whole) and whole.min() >= 1:
+        return X_train[
+            rng.permutation(np.repeat(np.arange(len(X_train)), whole.astype(int)))
+        ]
     size = len(X_train) if n_rows is None else min(n_rows, len(X_train))
     p = weights / weights.sum()
     return X_train[rng.choice(len(X_train), size=size, replace=False, p=p)]

@@ -379,22 +379,18 @@ def test_batch_norm_needs_two_training_rows(user_net_params):
         )
 
 
-def _refreshed_reference(reg, X, batch_size):
-    """SWA means with SWAG's bn_update over the stored rows, in their batches."""
-    rows = torch.as_tensor(reg.bn_update_X_)
+def _refreshed_reference(reg, X, rows=None):
+    """SWA means with torch's ``update_bn`` over ``rows`` (by default the stored
+    ones) in one batch."""
+    rows = torch.as_tensor(reg.bn_update_X_ if rows is None else rows)
     outs = []
     for mean in reg.swag_mean_:
         net = BatchNormNet()
         nn.utils.vector_to_parameters(
             torch.as_tensor(mean, dtype=torch.float32), net.parameters()
         )
-        norm = net.body[1]
-        norm.reset_running_stats()
-        norm.momentum = None
-        net.train()
         with torch.no_grad():
-            for batch in torch.split(rows, batch_size):
-                net(batch)
+            torch.optim.swa_utils.update_bn([rows], net)
             outs.append(net.eval()(torch.as_tensor(X)).numpy()[:, 0])
     return np.mean(outs, axis=0) * reg.y_scale_[0] + reg.y_mean_[0]
 
@@ -408,12 +404,33 @@ def test_scale_zero_with_batch_norm_predicts_with_refreshed_statistics(
     reg = MultiSWAGRegressor(BatchNormNet, **{**params, "batch_size": 16}).fit(X, y)
     # every training row, in a shuffled order
     assert sorted(map(bytes, reg.bn_update_X_)) == sorted(map(bytes, X))
-    expected = _refreshed_reference(reg, X, 16)
+    expected = _refreshed_reference(reg, X)
     np.testing.assert_allclose(reg.predict(X), expected, rtol=1e-4, atol=1e-4)
     # Without the refresh: the running statistics of training, which differ.
     stale = clone(reg).set_params(bn_update_rows=0).fit(X, y)
     assert stale.bn_update_X_ is None
     assert np.abs(stale.predict(X) - expected).max() > 1e-3
+
+
+def test_default_refresh_is_exact_on_every_training_row(
+    regression_data, user_net_params
+):
+    """The default: statistics over all training rows, whatever the batches."""
+    X, y = regression_data
+    X, y = np.concatenate([X, X[:10]]), np.concatenate([y, y[:10]])  # duplicates
+    params = {**user_net_params, "scale": 0.0, "validation_fraction": 0.0}
+    params["batch_size"] = 7
+    reg = MultiSWAGRegressor(BatchNormNet, **params).fit(X, y)
+    assert reg.bn_update_rows is None
+    # the rows as given, a duplicate as many times as it was given
+    assert sorted(map(bytes, reg.bn_update_X_)) == sorted(map(bytes, X))
+    np.testing.assert_allclose(
+        reg.predict(X), _refreshed_reference(reg, X, rows=X), rtol=1e-4, atol=1e-4
+    )
+    # Averaging the statistics of the training batches instead moves them.
+    batched = clone(reg).fit(X, y)
+    batched._bn_batch_size = 7
+    assert np.abs(batched.predict(X) - reg.predict(X)).max() > 1e-4
 
 
 def test_networks_without_batch_norm_store_no_rows(regression_data, fast_params):

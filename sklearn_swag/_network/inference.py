@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 #: a CPU (2 MiB in float32): small enough to stay in a core's cache.
 _BLOCK_FLOATS = 2**19
 
-#: Floats of the widest layer for a block of weight vectors while normalisation
-#: statistics are recomputed (64 MiB in float32).
+#: Floats of the widest layer for a block of weight vectors and a batch of rows
+#: while normalisation statistics are recomputed on an accelerator (64 MiB in
+#: float32); on a CPU, ``_BLOCK_FLOATS``.
 _REFRESH_FLOATS = 2**24
 
 
@@ -69,7 +70,12 @@ class StackInference:
         ``rows`` is passed through the network in training mode (without
         dropout), and every ``BatchNorm`` layer keeps the cumulative average
         of the batch means and variances. A last batch of one row joins the
-        batch before it.
+        batch before it. With ``batch_size=None`` the rows go in one batch
+        where the widest layer fits the budget (a core's cache on a CPU), so
+        the statistics are the exact means and unbiased variances over
+        ``rows``, as a full-batch ``torch.optim.swa_utils.update_bn`` gives
+        them; beyond it, in the fewest equal batches that fit, whose average
+        differs from them only by the spread between a few large batches.
 
         Parameters
         ----------
@@ -79,7 +85,8 @@ class StackInference:
         rows : torch.Tensor of shape (n_rows, n_features)
             Training rows, on the device.
         batch_size : int or None
-            Rows per batch; None passes ``rows`` in one batch.
+            Rows per batch; None passes ``rows`` in one batch, or in the
+            fewest equal batches that fit the budget.
 
         Returns
         -------
@@ -89,11 +96,17 @@ class StackInference:
         buffers = self.buffers_of(owners)
         if not self._refresh_values:
             return buffers
-        batch = len(rows) if batch_size is None else min(batch_size, len(rows))
-        block = self._block(batch, rows, _REFRESH_FLOATS)
+        # On a CPU, batches and blocks of weight vectors that fit a core's
+        # cache: a batch of 20,000 rows streams every layer through main
+        # memory and makes the refresh several times slower.
+        floats = _BLOCK_FLOATS if rows.device.type == "cpu" else _REFRESH_FLOATS
+        if batch_size is None:
+            batch_size = self._equal_batches(rows, floats)
+        batch = min(batch_size, len(rows))
+        block = self._block(batch, rows, floats)
         for i, value in self._refresh_values.items():
             buffers[i] = torch.full_like(buffers[i], value)
-        batches = batch_bounds(len(rows), batch_size)
+        batches = batch_bounds(len(rows), batch)
         with torch.no_grad():
             for start in range(0, len(theta), block):
                 params = self.unflatten(theta[start : start + block])
@@ -101,6 +114,17 @@ class StackInference:
                 for low, high in batches:
                     self._evaluator(params, views, rows[low:high], mode="refresh")
         return buffers
+
+    def _equal_batches(self, rows: torch.Tensor, floats: int) -> int:
+        """Rows per batch of the fewest equal batches of ``rows`` whose widest
+        layer holds at most ``floats`` floats (all rows in one where they fit).
+
+        Batches of one size (to a row) make the average of the batch means
+        the mean over all rows; large ones leave little spread between them.
+        """
+        most = max(2, floats // max(1, self.widest(rows)))
+        n_batches = -(-len(rows) // most)
+        return -(-len(rows) // n_batches)
 
     def __call__(
         self, theta: torch.Tensor, X: torch.Tensor, buffers: list[torch.Tensor]

@@ -21,6 +21,7 @@ from particle_stacks import (
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from sklearn_swag._network import inference as inference_module
 from sklearn_swag._network.stack import ParticleStack
 
 
@@ -136,3 +137,34 @@ def test_refreshed_statistics_are_the_cumulative_batch_averages():
         ref.eval()
         with torch.no_grad():
             torch.testing.assert_close(out[-1], ref(X), **FWD_TOL)
+
+
+@pytest.mark.parametrize("mode", ["lowered", "loop"])
+def test_a_refresh_in_one_batch_is_update_bn_on_every_row(mode, monkeypatch):
+    """batch_size=None: the exact statistics over the rows, as a full-batch
+    ``update_bn``; beyond the budget, equal batches keep the mean exact."""
+    modules = _modules(_bn_net, 2)
+    X, _ = _data(n=27)
+    stack = ParticleStack(copy.deepcopy(modules), mode=mode)
+    inference = stack.inference()
+    theta = stack.flat_weights()
+    owners = torch.tensor([0, 1])
+    refs = []
+    for row in theta:
+        ref = copy.deepcopy(modules[0])
+        vector_to_parameters(row, ref.parameters())
+        with torch.no_grad():
+            torch.optim.swa_utils.update_bn([X], ref)
+        refs.append(ref[1])
+    buffers = inference.refreshed_buffers(theta, owners, X, batch_size=None)
+    for m, ref in enumerate(refs):
+        torch.testing.assert_close(buffers[0][m], ref.running_mean)
+        torch.testing.assert_close(buffers[1][m], ref.running_var)
+        assert int(buffers[2][m]) == 1
+    # A budget of 10 rows: 3 batches of 9 rows, whose means average exactly.
+    widest = inference.widest(X)
+    monkeypatch.setattr(inference_module, "_BLOCK_FLOATS", 10 * widest)
+    buffers = inference.refreshed_buffers(theta, owners, X, batch_size=None)
+    for m, ref in enumerate(refs):
+        torch.testing.assert_close(buffers[0][m], ref.running_mean)
+        assert int(buffers[2][m]) == 3
