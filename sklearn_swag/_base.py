@@ -347,7 +347,8 @@ class MultiSWAGBase(BaseEstimator):
             ``out`` on a few training rows (eval mode, on a copy) does not
             fit the targets.
         class_targets : bool, default=False
-            Whether ``y_train`` holds class indices.
+            Whether ``y_train`` holds class indices (those of ``y_given``,
+            which then also stratify the held-out rows by class).
         mlp_defaults : dict or None, default=None
             Arguments of the built-in :class:`~sklearn_swag.MLP` (with
             ``module=None``) unless ``module__*`` parameters set them.
@@ -372,7 +373,11 @@ class MultiSWAGBase(BaseEstimator):
         root = self._root_seed if kept else root_seed(self.random_state)
         seeds = particle_seeds(root, self.n_models)
         train, held_out = _validation_split(
-            X, self.validation_fraction, derived_rng(root, SPLIT_STREAM), weights
+            X,
+            self.validation_fraction,
+            derived_rng(root, SPLIT_STREAM),
+            weights,
+            classes=y_given[:, 0] if class_targets else None,
         )
         weighted = bool(np.ptp(weights[train]) > 0)
         plan = self._training_plan(

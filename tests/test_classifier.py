@@ -1,6 +1,7 @@
 """MultiSWAGClassifier: the probabilities it promises, the workflows users need."""
 
 import pickle
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from sklearn_swag import (
     classification_scorers,
 )
 from sklearn_swag._posterior.draws import class_probabilities
+from sklearn_swag._rows import _validation_split
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +192,33 @@ def test_batchnorm_network(blobs):
     clf = MultiSWAGClassifier(net, **FAST_USER_NET).fit(X, y)
     assert clf.bn_update_X_ is not None
     assert clf.score(X, y) > 0.85
+
+
+# -- the held-out rows --------------------------------------------------------------
+def test_held_out_rows_are_stratified_by_class():
+    """Each class holds out about validation_fraction of its rows, even a small one."""
+    X, y = make_blobs(n_samples=[60, 25, 6], centers=None, random_state=0)
+    splits = []
+
+    def recording(*args, **kwargs):
+        splits.append((args, kwargs, _validation_split(*args, **kwargs)))
+        return splits[-1][-1]
+
+    with mock.patch("sklearn_swag._base._validation_split", side_effect=recording):
+        clf = MultiSWAGClassifier(**FAST, validation_fraction=0.2).fit(X, y)
+    ((args, kwargs, (train, held)),) = splits
+    labels = kwargs["classes"].astype(int)
+    assert_array_equal(np.bincount(labels[held]), [12, 5, 1])
+    assert clf.n_train_samples_ == len(train) == 91 - 18
+
+
+def test_validation_fraction_that_cannot_stratify_is_an_error():
+    X = np.repeat(np.eye(3), 5, axis=0)  # one distinct row per class
+    y = np.repeat(["a", "b", "c"], 5)
+    with pytest.raises(ValueError, match="no class has two distinct rows"):
+        MultiSWAGClassifier(**FAST).fit(X, y)
+    clf = MultiSWAGClassifier(**FAST, validation_fraction=0.0).fit(X, y)
+    assert clf.n_train_samples_ == 3  # the copies merged into weighted rows
 
 
 # -- temperature -------------------------------------------------------------------
