@@ -105,7 +105,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
     validation_fraction : float in [0, 1), default=0.1
         Share of the training rows held out (drawn with ``random_state``) for
         early stopping and the temperature; the particles train on the
-        others.
+        others. The split is stratified: each class holds out about this
+        share of its weight, at least one row of a class with two distinct
+        rows and never all of them, and copies of a row stay on one side.
+        Above 0, data in which no class has two distinct rows are refused.
     early_stopping : bool or "auto", default="auto"
         Stop each particle's pretraining when its held-out loss has not
         improved by more than ``tol`` for ``n_iter_no_change`` epochs. "auto"
