@@ -325,6 +325,7 @@ class MultiSWAGBase(BaseEstimator):
         check_output,
         class_targets=False,
         mlp_defaults=None,
+        optimizer_defaults=None,
     ):
         """Train the particles and set the fitted state they define.
 
@@ -352,6 +353,9 @@ class MultiSWAGBase(BaseEstimator):
         mlp_defaults : dict or None, default=None
             Arguments of the built-in :class:`~sklearn_swag.MLP` (with
             ``module=None``) unless ``module__*`` parameters set them.
+        optimizer_defaults : dict or None, default=None
+            Options of the optimizer unless ``optimizer__*`` parameters set
+            them.
 
         Returns
         -------
@@ -388,6 +392,7 @@ class MultiSWAGBase(BaseEstimator):
             weighted=weighted,
             class_targets=class_targets,
             mlp_defaults=mlp_defaults,
+            optimizer_defaults=optimizer_defaults,
         )
         if kept:  # the kept particles' network, or a clear error
             check_same_network(self._network, plan.network_spec())
@@ -416,6 +421,7 @@ class MultiSWAGBase(BaseEstimator):
         weighted,
         class_targets,
         mlp_defaults,
+        optimizer_defaults=None,
     ) -> TrainingPlan:
         """What every worker needs to build and train its particles."""
         return TrainingPlan(
@@ -426,7 +432,10 @@ class MultiSWAGBase(BaseEstimator):
             criterion=criterion,
             criterion_kwargs=self._params_for("criterion"),
             optimizer=self.optimizer,
-            optimizer_kwargs=self._params_for("optimizer"),
+            optimizer_kwargs={
+                **(optimizer_defaults or {}),
+                **self._params_for("optimizer"),
+            },
             iterator_kwargs=self._params_for("iterator_train"),
             lr=float(self.lr),
             batch_size=self.batch_size,

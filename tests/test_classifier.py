@@ -361,3 +361,35 @@ def test_inputs_that_overflow_the_network_are_named_as_the_cause(fitted):
     corners = np.array(np.meshgrid(*[[-3e38, 3e38]] * 2)).reshape(2, -1).T
     with pytest.raises(ValueError, match="outputs overflowed.*Scale the inputs"):
         fitted.predict_proba(corners.astype(np.float32))
+
+
+def test_from_skorch_keeps_the_weight_decay_of_the_nets_adam():
+    """A net's Adam without weight decay trains without it, not with the default."""
+    from skorch import NeuralNetClassifier
+
+    from sklearn_swag import MLP
+
+    adam = dict(module__n_features=2, module__n_outputs=3, optimizer=torch.optim.Adam)
+    net = NeuralNetClassifier(MLP, criterion=nn.CrossEntropyLoss, **adam)
+    assert MultiSWAGClassifier.from_skorch(net).optimizer__weight_decay == 0.0
+    net.set_params(optimizer__weight_decay=0.01)
+    assert MultiSWAGClassifier.from_skorch(net).optimizer__weight_decay == 0.01
+    clf = MultiSWAGClassifier.from_skorch(net, optimizer__weight_decay=0.1)
+    assert clf.optimizer__weight_decay == 0.1
+
+
+# -- the optimizer ------------------------------------------------------------------
+def test_adam_decays_weights_by_default(blobs):
+    """Adam's weight decay is 1.5e-3 unless optimizer__weight_decay says otherwise."""
+    X, y = blobs
+    default = MultiSWAGClassifier(**FAST).fit(X, y)
+    explicit = MultiSWAGClassifier(**FAST, optimizer__weight_decay=1.5e-3).fit(X, y)
+    plain = MultiSWAGClassifier(**FAST, optimizer__weight_decay=0.0).fit(X, y)
+    assert_array_equal(default.swag_mean_, explicit.swag_mean_)
+    assert not np.allclose(default.swag_mean_, plain.swag_mean_)
+    assert "optimizer__weight_decay" not in default.get_params()
+    # Another optimizer takes its own options only.
+    with mock.patch("torch.optim.SGD", wraps=torch.optim.SGD) as made:
+        MultiSWAGClassifier(**FAST, optimizer=torch.optim.SGD).fit(X, y)
+    assert made.called
+    assert all("weight_decay" not in call.kwargs for call in made.call_args_list)
