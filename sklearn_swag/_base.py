@@ -332,6 +332,7 @@ class MultiSWAGBase(BaseEstimator):
         check_output,
         class_targets=False,
         mlp_defaults=None,
+        optimizer_defaults=None,
     ):
         """Train the particles and set the fitted state they define.
 
@@ -354,10 +355,14 @@ class MultiSWAGBase(BaseEstimator):
             ``out`` on a few training rows (eval mode, on a copy) does not
             fit the targets.
         class_targets : bool, default=False
-            Whether ``y_train`` holds class indices.
+            Whether ``y_train`` holds class indices (those of ``y_given``,
+            which then also stratify the held-out rows by class).
         mlp_defaults : dict or None, default=None
             Arguments of the built-in :class:`~sklearn_swag.MLP` (with
             ``module=None``) unless ``module__*`` parameters set them.
+        optimizer_defaults : dict or None, default=None
+            Options of the optimizer unless ``optimizer__*`` parameters set
+            them.
 
         Returns
         -------
@@ -379,7 +384,11 @@ class MultiSWAGBase(BaseEstimator):
         root = self._root_seed if kept else root_seed(self.random_state)
         seeds = particle_seeds(root, self.n_models)
         train, held_out = _validation_split(
-            X, self.validation_fraction, derived_rng(root, SPLIT_STREAM), weights
+            X,
+            self.validation_fraction,
+            derived_rng(root, SPLIT_STREAM),
+            weights,
+            classes=y_given[:, 0] if class_targets else None,
         )
         weighted = bool(np.ptp(weights[train]) > 0)
         plan = self._training_plan(
@@ -390,6 +399,7 @@ class MultiSWAGBase(BaseEstimator):
             weighted=weighted,
             class_targets=class_targets,
             mlp_defaults=mlp_defaults,
+            optimizer_defaults=optimizer_defaults,
         )
         if kept:  # the kept particles' network, or a clear error
             check_same_network(self._network, plan.network_spec())
@@ -418,6 +428,7 @@ class MultiSWAGBase(BaseEstimator):
         weighted,
         class_targets,
         mlp_defaults,
+        optimizer_defaults=None,
     ) -> TrainingPlan:
         """What every worker needs to build and train its particles."""
         return TrainingPlan(
@@ -428,7 +439,10 @@ class MultiSWAGBase(BaseEstimator):
             criterion=criterion,
             criterion_kwargs=self._params_for("criterion"),
             optimizer=self.optimizer,
-            optimizer_kwargs=self._params_for("optimizer"),
+            optimizer_kwargs={
+                **(optimizer_defaults or {}),
+                **self._params_for("optimizer"),
+            },
             iterator_kwargs=self._params_for("iterator_train"),
             lr=float(self.lr),
             batch_size=self.batch_size,

@@ -106,7 +106,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
     validation_fraction : float in [0, 1), default=0.1
         Share of the training rows held out (drawn with ``random_state``) for
         early stopping and the temperature; the particles train on the
-        others.
+        others. The split is stratified: each class holds out about this
+        share of its weight, at least one row of a class with two distinct
+        rows and never all of them, and copies of a row stay on one side.
+        Above 0, data in which no class has two distinct rows are refused.
     early_stopping : bool or "auto", default="auto"
         Stop each particle's pretraining when its held-out loss has not
         improved by more than ``tol`` for ``n_iter_no_change`` epochs. "auto"
@@ -117,7 +120,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         Improvement of the held-out cross-entropy that counts.
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.Adam
         Optimizer of every particle; options via ``optimizer__*``. It must
-        update every weight from its own gradients.
+        update every weight from its own gradients. Adam's
+        ``optimizer__weight_decay`` defaults to 1.5e-3 here (an L2 penalty,
+        as ``alpha`` in ``MLPClassifier``), which separated unseen classes
+        better on the benchmark; ``optimizer__weight_decay=0`` turns it off.
     criterion : torch.nn.Module subclass or instance, default=None
         Training loss of one network, ``criterion(logits, target)`` with
         ``logits`` of shape (n, n_classes) and ``target`` the class indices
@@ -212,13 +218,13 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
     The defaults that differ from :class:`MultiSWAGRegressor`'s (a
     Glorot-initialised network, ``swag_epochs=10`` with two snapshots an epoch,
-    ``swa_lr=None``, ``n_iter_no_change=5``, ``tol=1e-3``) were chosen on
-    ``benchmarks/bench_classification.py``: on digits they kept the log loss
-    and calibration of longer runs, separated unseen classes better, and cut
-    the fit time to about 1.2 times a single ``MLPClassifier``'s (see the user
-    guide). A group of particles trains until its last particle stops
-    pretraining, so the spread of the particles' stopping epochs sets much of
-    the cost.
+    ``swa_lr=None``, ``n_iter_no_change=5``, ``tol=1e-3``, Adam's weight decay
+    of 1.5e-3) were chosen on ``benchmarks/bench_classification.py``: on
+    digits they kept the log loss and calibration of longer runs, separated
+    unseen classes better, and kept the fit time to about 1.3 times a single
+    ``MLPClassifier``'s (see the user guide). A group of particles trains
+    until its last particle stops pretraining, so the spread of the
+    particles' stopping epochs sets much of the cost.
 
     There is no ``decision_function``: the mean logits are not what the
     probabilities average, and calibration tools such as
@@ -374,6 +380,11 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
                 "averages the softmax of the module's outputs, so it needs a module "
                 "that returns logits and criterion=torch.nn.CrossEntropyLoss."
             )
+        given = net.get_params(deep=False)
+        if given["optimizer"] is torch.optim.Adam and not any(
+            k == "optimizer__weight_decay" for k in given
+        ):  # the net's Adam has no weight decay, not this estimator's default
+            params = {"optimizer__weight_decay": 0.0, **params}
         return super().from_skorch(net, **params)
 
     # -- fitting ----------------------------------------------------------------------
@@ -446,6 +457,9 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
             check_output=lambda out: _check_logit_width(out, n_classes),
             class_targets=True,
             mlp_defaults=_MLP_DEFAULTS,
+            optimizer_defaults=_ADAM_DEFAULTS
+            if self.optimizer is torch.optim.Adam
+            else None,
         )
         if rows is None:  # a warm start with nothing to add
             return
@@ -608,3 +622,8 @@ def _check_logit_width(out: torch.Tensor, n_classes: int) -> None:
 #: unseen digits from seen ones better than torch's default initialisation
 #: (AUROC of the entropy 0.955 against 0.934, at a similar log loss).
 _MLP_DEFAULTS = {"init": "glorot"}
+
+#: Options of the default optimizer, Adam, unless ``optimizer__*`` set them.
+#: On the classification benchmark the weight decay raised the AUROC of
+#: unseen digits against seen ones by about 0.01, at a lower log loss.
+_ADAM_DEFAULTS = {"weight_decay": 1.5e-3}

@@ -2,10 +2,10 @@
 
 The inputs as float32 (:func:`as_float32`), identical rows merged into one of
 their summed weight (:func:`_merge_identical_rows`), the held-out split
-(:func:`_validation_split`), the row weights as a last target column
-(:func:`_with_weights`), the rows on which prediction recomputes BatchNorm
-statistics (:func:`_bn_update_rows`), and the digest by which a warm start
-knows the data again (:func:`_fingerprint`).
+(:func:`_validation_split`, stratified by class for a classifier), the row
+weights as a last target column (:func:`_with_weights`), the rows on which
+prediction recomputes BatchNorm statistics (:func:`_bn_update_rows`), and the
+digest by which a warm start knows the data again (:func:`_fingerprint`).
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def _validation_split(
     fraction: float,
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
+    classes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training and held-out rows, about ``fraction`` of the weight held out.
 
@@ -81,6 +82,10 @@ def _validation_split(
     than it is. Groups of identical rows are held out in random order until
     at least ``fraction`` of the total weight (of the rows, without weights)
     is.
+
+    With ``classes`` (a class index per row), the split is stratified by
+    class instead (:func:`_stratified_groups`): each class holds out about
+    ``fraction`` of its own weight.
     """
     n_rows = len(X)
     if fraction == 0:
@@ -89,6 +94,10 @@ def _validation_split(
     _, group = np.unique(X, axis=0, return_inverse=True)
     group = group.reshape(-1)
     n_groups = int(group.max()) + 1
+    if classes is not None:
+        taken = _stratified_groups(group, n_groups, classes, weights, fraction, rng)
+        held = np.isin(group, taken)
+        return np.flatnonzero(~held), np.flatnonzero(held)
     sizes = np.bincount(group, weights=weights, minlength=n_groups)
     order = rng.permutation(n_groups)
     wanted = fraction * weights.sum()
@@ -102,6 +111,56 @@ def _validation_split(
         )
     held = np.isin(group, order[:n_taken])
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _stratified_groups(
+    group: np.ndarray,
+    n_groups: int,
+    classes: np.ndarray,
+    weights: np.ndarray,
+    fraction: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The groups of identical rows that a split stratified by class holds out.
+
+    Each group belongs to the class of most weight in it (the lowest on a
+    tie; a group is one class unless identical inputs have other labels).
+    In one random order of all groups, each class holds out its first groups,
+    as many as bring its held-out weight closest to ``fraction`` of the
+    weight of its groups: at least one, and never all, so that every class
+    keeps rows to train on. A class whose rows lie in one group holds out
+    none. A class that would lose all its training rows to groups of other
+    classes gets back its heaviest held-out group.
+    """
+    classes = np.asarray(classes).reshape(-1).astype(np.intp)
+    n_classes = int(classes.max()) + 1
+    mass = np.zeros((n_groups, n_classes))
+    np.add.at(mass, (group, classes), weights)
+    owner = mass.argmax(axis=1)
+    order = rng.permutation(n_groups)
+    taken = []
+    for label in range(n_classes):
+        own = order[owner[order] == label]
+        if len(own) < 2:
+            continue
+        held_weight = np.cumsum(mass[own, label])
+        wanted = fraction * held_weight[-1]
+        n_taken = int(np.argmin(np.abs(held_weight[:-1] - wanted))) + 1
+        taken.append(own[:n_taken])
+    held = np.zeros(n_groups, dtype=bool)
+    held[np.concatenate(taken) if taken else []] = True
+    for label in range(n_classes):
+        if mass[:, label].any() and not mass[~held, label].any():
+            held[np.flatnonzero(held)[np.argmax(mass[held, label])]] = False
+    if not held.any():
+        raise ValueError(
+            f"validation_fraction={fraction} cannot hold out rows stratified by "
+            f"class: no class has two distinct rows ({n_groups} distinct "
+            f"row(s) in n_samples={len(group)}), so any held-out row would "
+            "leave its class without a row to train on; set "
+            "validation_fraction=0."
+        )
+    return np.flatnonzero(held)
 
 
 def _with_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:

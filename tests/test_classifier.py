@@ -1,6 +1,7 @@
 """MultiSWAGClassifier: the probabilities it promises, the workflows users need."""
 
 import pickle
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from sklearn_swag import (
     classification_scorers,
 )
 from sklearn_swag._posterior.draws import class_probabilities
+from sklearn_swag._rows import _validation_split
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +194,33 @@ def test_batchnorm_network(blobs):
     assert clf.score(X, y) > 0.85
 
 
+# -- the held-out rows --------------------------------------------------------------
+def test_held_out_rows_are_stratified_by_class():
+    """Each class holds out about validation_fraction of its rows, even a small one."""
+    X, y = make_blobs(n_samples=[60, 25, 6], centers=None, random_state=0)
+    splits = []
+
+    def recording(*args, **kwargs):
+        splits.append((args, kwargs, _validation_split(*args, **kwargs)))
+        return splits[-1][-1]
+
+    with mock.patch("sklearn_swag._base._validation_split", side_effect=recording):
+        clf = MultiSWAGClassifier(**FAST, validation_fraction=0.2).fit(X, y)
+    ((args, kwargs, (train, held)),) = splits
+    labels = kwargs["classes"].astype(int)
+    assert_array_equal(np.bincount(labels[held]), [12, 5, 1])
+    assert clf.n_train_samples_ == len(train) == 91 - 18
+
+
+def test_validation_fraction_that_cannot_stratify_is_an_error():
+    X = np.repeat(np.eye(3), 5, axis=0)  # one distinct row per class
+    y = np.repeat(["a", "b", "c"], 5)
+    with pytest.raises(ValueError, match="no class has two distinct rows"):
+        MultiSWAGClassifier(**FAST).fit(X, y)
+    clf = MultiSWAGClassifier(**FAST, validation_fraction=0.0).fit(X, y)
+    assert clf.n_train_samples_ == 3  # the copies merged into weighted rows
+
+
 # -- temperature -------------------------------------------------------------------
 def test_temperature_scaling_changes_proba_not_predictions(blobs):
     X, y = blobs
@@ -332,3 +361,35 @@ def test_inputs_that_overflow_the_network_are_named_as_the_cause(fitted):
     corners = np.array(np.meshgrid(*[[-3e38, 3e38]] * 2)).reshape(2, -1).T
     with pytest.raises(ValueError, match="outputs overflowed.*Scale the inputs"):
         fitted.predict_proba(corners.astype(np.float32))
+
+
+def test_from_skorch_keeps_the_weight_decay_of_the_nets_adam():
+    """A net's Adam without weight decay trains without it, not with the default."""
+    from skorch import NeuralNetClassifier
+
+    from sklearn_swag import MLP
+
+    adam = dict(module__n_features=2, module__n_outputs=3, optimizer=torch.optim.Adam)
+    net = NeuralNetClassifier(MLP, criterion=nn.CrossEntropyLoss, **adam)
+    assert MultiSWAGClassifier.from_skorch(net).optimizer__weight_decay == 0.0
+    net.set_params(optimizer__weight_decay=0.01)
+    assert MultiSWAGClassifier.from_skorch(net).optimizer__weight_decay == 0.01
+    clf = MultiSWAGClassifier.from_skorch(net, optimizer__weight_decay=0.1)
+    assert clf.optimizer__weight_decay == 0.1
+
+
+# -- the optimizer ------------------------------------------------------------------
+def test_adam_decays_weights_by_default(blobs):
+    """Adam's weight decay is 1.5e-3 unless optimizer__weight_decay says otherwise."""
+    X, y = blobs
+    default = MultiSWAGClassifier(**FAST).fit(X, y)
+    explicit = MultiSWAGClassifier(**FAST, optimizer__weight_decay=1.5e-3).fit(X, y)
+    plain = MultiSWAGClassifier(**FAST, optimizer__weight_decay=0.0).fit(X, y)
+    assert_array_equal(default.swag_mean_, explicit.swag_mean_)
+    assert not np.allclose(default.swag_mean_, plain.swag_mean_)
+    assert "optimizer__weight_decay" not in default.get_params()
+    # Another optimizer takes its own options only.
+    with mock.patch("torch.optim.SGD", wraps=torch.optim.SGD) as made:
+        MultiSWAGClassifier(**FAST, optimizer=torch.optim.SGD).fit(X, y)
+    assert made.called
+    assert all("weight_decay" not in call.kwargs for call in made.call_args_list)
