@@ -113,7 +113,10 @@ class NGBoostRegressor(RegressorMixin, BaseEstimator):
     boosts on the rest for at most ``n_estimators`` stages, stopping once the
     validation NLL has not improved for ``early_stopping_rounds`` stages; the
     stage count with the lowest validation NLL, ``n_iter_``, is then refitted
-    on all the training rows (``refit=True``) as Duan et al. (2020) did.
+    on all the training rows (``refit=True``), as Duan et al. (2020) did; they
+    chose the stage count by validation MSE after all ``n_estimators``
+    stages, where NGBoost's own early stopping on the validation NLL is used
+    here.
 
     Parameters
     ----------
