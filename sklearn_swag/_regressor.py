@@ -35,7 +35,11 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         particle with the ``module__*`` parameters; an instance is copied
         and re-initialised (every submodule's ``reset_parameters``) per
         particle. None builds :class:`~sklearn_swag.MLP` with the number of
-        inputs and outputs taken from the data. The network maps a float32
+        inputs and outputs taken from the data and GELU activations (smooth
+        functions fit far better than with ReLU on the small UCI data sets:
+        yacht NLL 0.07 against 0.73; ``module__activation`` changes it); with
+        ``noise="heteroscedastic"``, two such networks side by side, one for
+        the means and one for the variances. The network maps a float32
         tensor of shape (n_samples, n_features) to (n_samples, n_outputs), or
         to (n_samples,) for one output.
     n_models : int, default=5
@@ -51,9 +55,12 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         moments, with ``b`` = 4 for float32 and 2 for float16 (the first and
         second moments stay float64 for precision). float16 halves the
         deviations at a relative rounding of about 5e-4 per entry.
-    pretrain_epochs : int, default=200
+    pretrain_epochs : int or "auto", default="auto"
         Epochs of plain training before SWAG collection starts; with early
         stopping (the default, see ``early_stopping``), the most that run.
+        "auto": enough epochs for 20,000 optimizer steps, and at least 200
+        (6,667 epochs on 277 rows at ``batch_size=128``, 200 from 25,600
+        rows on), so that a small data set is not stopped short.
     swag_epochs : int, default=30
         Epochs during which snapshots are collected (one at the end of every
         epoch with ``swag_every=1``). 0 skips SWAG: every particle is its
@@ -112,9 +119,15 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         target, estimated after training (see ``validation_fraction``).
         "heteroscedastic": the network returns a mean and a variance per
         target (``2 * n_outputs`` columns: the means, then values mapped to
-        variances by a softplus) and is trained with the Gaussian negative
-        log-likelihood (the default ``criterion``); every point gets its
-        own noise, as in deep ensembles (Lakshminarayanan et al. 2017).
+        variances by a softplus); every point gets its own noise. The
+        default criterion fits the means by their squared error and the
+        variances by the Gaussian negative log-likelihood with the means
+        held fixed, and the default network computes them with separate
+        weights, so that the network cannot explain residuals as noise
+        (Stirn et al. 2023). ``criterion__mean_fit="nll"`` trains both by
+        the likelihood as deep ensembles do (Lakshminarayanan et al. 2017),
+        ``"beta"`` weights it by the variance to the power
+        ``criterion__beta`` (Seitzer et al. 2022).
     normalize_y : bool or "auto", default="auto"
         Train on standardised targets (each target centred and divided by
         its standard deviation); every prediction is in the target's own
@@ -142,8 +155,11 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         calibrate the noise, as without early stopping. "auto" stops early
         when there are held-out rows (``validation_fraction > 0``) and runs
         every pretraining epoch otherwise.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or "auto", default="auto"
         Epochs without improvement before a particle stops pretraining.
+        "auto": the epochs of 2,000 optimizer steps, and at least 10, so that
+        the patience does not shrink with the data (at full batch an epoch
+        is one step).
     tol : float, default=1e-4
         Improvement of the held-out loss that counts.
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.Adam
@@ -495,7 +511,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             weights,
             n_net_outputs=n_net_outputs,
             criterion=criterion,
-            mlp_defaults={"activation": "gelu", "mean_variance": heteroscedastic},
+            mlp_defaults=_mlp_defaults(self.module, heteroscedastic),
             check_output=lambda out: _check_output_width(
                 out, n_net_outputs, self.noise
             ),
@@ -675,6 +691,17 @@ def _target_scaling(
     # A constant target (up to rounding) is centred, not divided by ~0.
     constant = scale <= 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     return mean, np.where(constant, 1.0, scale)
+
+
+def _mlp_defaults(module, heteroscedastic: bool) -> dict | None:
+    """What the built-in network gets unless ``module__*`` parameters say otherwise.
+
+    GELU, chosen on the UCI benchmark (see the defaults page of the user
+    guide), and for heteroscedastic noise separate mean and variance networks.
+    """
+    if module is not None:
+        return None
+    return {"activation": "gelu", "mean_variance": heteroscedastic}
 
 
 def _check_output_width(out: torch.Tensor, expected: int, noise: str) -> None:

@@ -119,7 +119,7 @@ def test_components_are_moments_of_the_network_draws(regression_data, fast_param
     )
     outputs = []
     for t in theta:
-        net = MLP(3, 1, hidden_layer_sizes=(16,))
+        net = MLP(3, 1, hidden_layer_sizes=(16,), activation="gelu")
         nn.utils.vector_to_parameters(t.float(), net.parameters())
         with torch.no_grad():
             outputs.append(net(torch.as_tensor(X[:6])).numpy()[:, 0])
@@ -261,7 +261,7 @@ def test_a_list_of_devices(regression_data, fast_params):
     one = MultiSWAGRegressor(**fast_params).fit(X, y)
     listed = MultiSWAGRegressor(**fast_params, device=["cpu", "cpu"], n_jobs=2)
     listed.fit(X, y)
-    np.testing.assert_allclose(listed.swag_mean_, one.swag_mean_, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(listed.swag_mean_, one.swag_mean_, rtol=1e-6, atol=1e-6)
 
 
 def test_different_random_states_differ(regression_data, fast_params):

@@ -511,6 +511,7 @@ def test_early_stopping_needs_held_out_rows(regression_data, fast_params):
 def test_early_stopping_auto_follows_the_held_out_rows(regression_data, fast_params):
     X, y = regression_data
     params = {**fast_params, "early_stopping": "auto", "pretrain_epochs": 300}
+    params["n_iter_no_change"] = 10
     stopped = MultiSWAGRegressor(**params).fit(X, y)
     assert stopped.pretrain_epochs_.max() < 300
     full = MultiSWAGRegressor(**{**params, "validation_fraction": 0.0}).fit(X, y)

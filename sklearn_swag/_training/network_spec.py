@@ -52,9 +52,9 @@ def network_changes(fitted: dict, new: dict) -> list[str]:
     network's class in the other is the same; the built-in MLP's defaults
     (``mlp_defaults``) count as given.
     """
-    changed = []
     if not same_value(fitted["module"], new["module"]):
-        changed.append("module")
+        return ["module"]  # another network: its arguments are not comparable
+    changed = []
     old_kwargs, new_kwargs = _arguments(fitted), _arguments(new)
     defaults = _defaults(new["module"])
     for key in sorted(set(old_kwargs) | set(new_kwargs)):

@@ -92,8 +92,9 @@ def _regression():
 def test_regressor_names_particles_whose_loss_exploded():
     X, y = _regression()
     reg = MultiSWAGRegressor(
-        lr=10, pretrain_epochs=30, swag_epochs=5, n_models=3, random_state=0
-    )
+        lr=10, pretrain_epochs=30, swag_epochs=5, n_models=3, random_state=0,
+        module__activation="relu",
+    )  # fmt: skip
     with pytest.warns(
         ConvergenceWarning, match=r"Particle\(s\) \[0, 1, 2\] look diverged"
     ):

@@ -39,7 +39,7 @@ def test_gaussian_nll_is_the_normal_log_density(reduction):
     target = torch.randn(7, 2, generator=g).expand(3, 7, 2)
     mean, var = split_mean_variance(out)
     expected = -torch.distributions.Normal(mean, var.sqrt()).log_prob(target)
-    loss = GaussianNLL(reduction=reduction)(out, target)
+    loss = GaussianNLL(reduction=reduction, mean_fit="nll")(out, target)
     if reduction == "mean":
         expected = expected.mean()
     elif reduction == "sum":
@@ -59,7 +59,7 @@ def test_gaussian_nll_is_the_closed_form_with_its_gradient(reduction, dtype):
     closed = 0.5 * (torch.log(var) + (target - mean) ** 2 / var + math.log(2 * math.pi))
     closed = {"mean": closed.mean, "sum": closed.sum}.get(reduction, closed.clone)()
     out_loss = out.clone().requires_grad_()
-    loss = GaussianNLL(reduction=reduction)(out_loss, target)
+    loss = GaussianNLL(reduction=reduction, mean_fit="nll")(out_loss, target)
     tol = {"rtol": 1e-14, "atol": 1e-14} if dtype == torch.float64 else {}
     torch.testing.assert_close(loss, closed, **tol)
     closed.sum().backward()
@@ -67,11 +67,55 @@ def test_gaussian_nll_is_the_closed_form_with_its_gradient(reduction, dtype):
     torch.testing.assert_close(out_loss.grad, out_closed.grad, **tol)
 
 
+def _closed_form_nll(mean, var, target):
+    return 0.5 * (torch.log(var) + (target - mean) ** 2 / var + math.log(2 * math.pi))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_faithful_loss_fits_means_by_squared_error(reduction):
+    # mean_fit="mse" (the default): value NLL + half the squared error; the
+    # means get the squared error's gradient alone, the variances the NLL's.
+    g = torch.Generator().manual_seed(2)
+    out = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    target = torch.randn(6, 2, generator=g, dtype=torch.float64).expand(3, 6, 2)
+    out_loss = out.clone().requires_grad_()
+    loss = GaussianNLL(reduction=reduction)(out_loss, target)
+    mean, var = split_mean_variance(out)
+    value = _closed_form_nll(mean, var, target) + 0.5 * (target - mean) ** 2
+    value = {"mean": value.mean, "sum": value.sum}.get(reduction, value.clone)()
+    torch.testing.assert_close(loss, value)
+    loss.sum().backward()
+    n = mean.numel() if reduction == "mean" else 1
+    torch.testing.assert_close(out_loss.grad[..., :2], (mean - target) / n)
+    # The variance columns: d/draw of the NLL, softplus' = sigmoid.
+    r2 = (target - mean) ** 2
+    grad_var = 0.5 * (1 / var - r2 / var**2) * torch.sigmoid(out[..., 2:])
+    torch.testing.assert_close(out_loss.grad[..., 2:], grad_var / n)
+
+
+def test_beta_nll_weights_each_term_by_its_variance():
+    g = torch.Generator().manual_seed(3)
+    out = torch.randn(2, 5, 2, generator=g, dtype=torch.float64)
+    target = torch.randn(5, 1, generator=g, dtype=torch.float64).expand(2, 5, 1)
+    out_loss = out.clone().requires_grad_()
+    loss = GaussianNLL(reduction="none", mean_fit="beta", beta=0.5)(out_loss, target)
+    mean, var = split_mean_variance(out)
+    torch.testing.assert_close(loss, _closed_form_nll(mean, var, target) * var**0.5)
+    loss.sum().backward()
+    # Seitzer et al. (2022): the mean's gradient is the NLL's times var**beta.
+    grad_mean = (mean - target) / var * var**0.5
+    torch.testing.assert_close(out_loss.grad[..., :1], grad_mean)
+
+
 def test_gaussian_nll_checks_its_input():
     with pytest.raises(ValueError, match="2 columns for 1 target"):
         GaussianNLL()(torch.zeros(5, 3), torch.zeros(5, 1))
     with pytest.raises(ValueError, match="reduction"):
         GaussianNLL(reduction="max")
+    with pytest.raises(ValueError, match="mean_fit"):
+        GaussianNLL(mean_fit="median")
+    with pytest.raises(ValueError, match="beta"):
+        GaussianNLL(mean_fit="beta", beta=2.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -264,7 +308,7 @@ def test_sample_y_at_scale_zero_is_each_particles_swa_network(
     draws = reg.sample_y(X[:7], n_samples=reg.n_models)
     assert draws.shape == (7, reg.n_models)
     for p in range(reg.n_models):
-        net = MLP(3, 1, hidden_layer_sizes=(16,))
+        net = MLP(3, 1, hidden_layer_sizes=(16,), activation="gelu")
         nn.utils.vector_to_parameters(
             torch.as_tensor(reg.swag_mean_[p], dtype=torch.float32), net.parameters()
         )
