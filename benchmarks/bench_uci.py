@@ -41,8 +41,9 @@ they follow the package's defaults (printed at the top):
   ``multiswag`` fit's). The noise variance, fitted after training on the
   held-out rows, is fitted for the predictions at ``scale=0``;
 - ``ensemble``: a deep ensemble of the same training budget:
-  ``swag_epochs=0``, ``pretrain_epochs`` = the default pretrain + SWAG epochs,
-  the default ``n_models``;
+  ``swag_epochs=0``, ``pretrain_epochs`` = the default pretrain + SWAG epochs
+  (the default ``"auto"``, a budget in optimizer steps that early stopping
+  ends, as it is), the default ``n_models``;
 - ``ensemble_time``: the same deep ensemble given the wall time of
   ``multiswag``. The first split of each data set runs before the others; in
   its process (after a tiny warm-up fit) ``multiswag`` and ``ensemble`` are
@@ -190,9 +191,10 @@ def nn_models(overrides=None):
     """
     overrides = dict(overrides or {})
     budget = default_budget(overrides)
-    ensemble = dict(
-        swag_epochs=0, pretrain_epochs=budget["pretrain_epochs"] + budget["swag_epochs"]
-    )
+    pretrain = budget["pretrain_epochs"]
+    if pretrain != "auto":  # "auto" is a budget in steps, stopped early anyway
+        pretrain = pretrain + budget["swag_epochs"]
+    ensemble = dict(swag_epochs=0, pretrain_epochs=pretrain)
     models = {
         "multiswag": {},
         "scale0": dict(scale=0.0),
@@ -539,7 +541,7 @@ def print_header(args):
     print(defaults_line(MultiSWAGRegressor, args.overrides))
     print(
         f"ensemble: n_models={budget['n_models']}, pretrain_epochs="
-        f"{budget['pretrain_epochs'] + budget['swag_epochs']}, swag_epochs=0; "
+        f"{nn_models(args.overrides)['ensemble']['pretrain_epochs']}, swag_epochs=0; "
         f"swag: n_models=1; models: {','.join(args.models)}"
     )
     if args.max_rows is not None:
