@@ -7,9 +7,10 @@ import torch
 from sklearn.base import RegressorMixin
 
 from ._base import MultiSWAGBase, as_float32
+from ._network.mlp import regressor_mlp_defaults
 from ._posterior.diagnostics import target_variance, warn_misfits
 from ._posterior.draws import output_moments
-from ._posterior.noise import GaussianNLL, fitted_noise_factor
+from ._posterior.noise import GaussianNLL, check_output_width, fitted_noise_factor
 from ._posterior.normal_mixture import NormalMixture
 from ._sklearn_compat import StrOptions, _fit_context, validate_data
 
@@ -511,10 +512,8 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
             weights,
             n_net_outputs=n_net_outputs,
             criterion=criterion,
-            mlp_defaults=_mlp_defaults(self.module, heteroscedastic),
-            check_output=lambda out: _check_output_width(
-                out, n_net_outputs, self.noise
-            ),
+            mlp_defaults=regressor_mlp_defaults(self.module, heteroscedastic),
+            check_output=lambda out: check_output_width(out, n_net_outputs, self.noise),
         )
         if rows is None:  # a warm start with nothing to add
             return
@@ -691,33 +690,6 @@ def _target_scaling(
     # A constant target (up to rounding) is centred, not divided by ~0.
     constant = scale <= 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     return mean, np.where(constant, 1.0, scale)
-
-
-def _mlp_defaults(module, heteroscedastic: bool) -> dict | None:
-    """What the built-in network gets unless ``module__*`` parameters say otherwise.
-
-    GELU, chosen on the UCI benchmark (see the defaults page of the user
-    guide), and for heteroscedastic noise separate mean and variance networks.
-    """
-    if module is not None:
-        return None
-    return {"activation": "gelu", "mean_variance": heteroscedastic}
-
-
-def _check_output_width(out: torch.Tensor, expected: int, noise: str) -> None:
-    """Fail before training when the network returns the wrong number of columns."""
-    width = 1 if out.ndim == 1 else out.shape[-1]
-    if width == expected:
-        return
-    what = (
-        "a mean and a variance column per target"
-        if noise == "heteroscedastic"
-        else "one column per target"
-    )
-    raise ValueError(
-        f"With noise={noise!r} the network must return {what}: {expected} "
-        f"column(s) here, but it returns {width}."
-    )
 
 
 def _mean_and_std(dist: NormalMixture) -> tuple[np.ndarray, np.ndarray]:

@@ -105,6 +105,17 @@ class MLP(nn.Sequential):
                     nn.init.uniform_(layer.bias, -bound, bound)
 
 
+def regressor_mlp_defaults(module, heteroscedastic: bool) -> dict | None:
+    """What the regressor's built-in network gets unless ``module__*`` say otherwise.
+
+    GELU, chosen on the UCI benchmark (see the defaults page of the user
+    guide), and for heteroscedastic noise separate mean and variance networks.
+    """
+    if module is not None:
+        return None
+    return {"activation": "gelu", "mean_variance": heteroscedastic}
+
+
 class MeanVarianceMLP(nn.Module):
     """Two :class:`MLP` side by side: one for the means, one for the variances.
 

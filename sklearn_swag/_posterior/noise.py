@@ -225,3 +225,19 @@ def _ml_factor(r2: np.ndarray, v: np.ndarray, b: np.ndarray, w: np.ndarray) -> f
     if slope(high) >= 0.0:  # only by rounding: the slope is <= 0 there
         return high
     return brentq(slope, low, high, xtol=1e-12 * high, maxiter=200)
+
+
+def check_output_width(out: torch.Tensor, expected: int, noise: str) -> None:
+    """Fail before training when the network returns the wrong number of columns."""
+    width = 1 if out.ndim == 1 else out.shape[-1]
+    if width == expected:
+        return
+    what = (
+        "a mean and a variance column per target"
+        if noise == "heteroscedastic"
+        else "one column per target"
+    )
+    raise ValueError(
+        f"With noise={noise!r} the network must return {what}: {expected} "
+        f"column(s) here, but it returns {width}."
+    )
