@@ -381,8 +381,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
                 "that returns logits and criterion=torch.nn.CrossEntropyLoss."
             )
         given = net.get_params(deep=False)
-        if given["optimizer"] is torch.optim.Adam and not any(
-            k == "optimizer__weight_decay" for k in given
+        if given["optimizer"] is torch.optim.Adam and (
+            "optimizer__weight_decay" not in given
         ):  # the net's Adam has no weight decay, not this estimator's default
             params = {"optimizer__weight_decay": 0.0, **params}
         return super().from_skorch(net, **params)

@@ -46,10 +46,7 @@ def pretrain_epochs(value, batch_size: int | None, n_train: int) -> int:
     >>> pretrain_epochs(50, 128, 277)
     50
     """
-    if value != "auto":
-        return int(value)
-    steps = steps_per_epoch(batch_size, n_train)
-    return max(AUTO_MIN_EPOCHS, math.ceil(AUTO_PRETRAIN_STEPS / steps))
+    return _epochs(value, AUTO_PRETRAIN_STEPS, AUTO_MIN_EPOCHS, batch_size, n_train)
 
 
 def patience(value, batch_size: int | None, n_train: int) -> int:
@@ -62,7 +59,11 @@ def patience(value, batch_size: int | None, n_train: int) -> int:
     >>> patience("auto", 128, 40_000)
     10
     """
+    return _epochs(value, AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE, batch_size, n_train)
+
+
+def _epochs(value, steps: int, floor: int, batch_size: int | None, n_train: int):
+    """``value``, or for "auto" the epochs of ``steps`` steps, at least ``floor``."""
     if value != "auto":
         return int(value)
-    steps = steps_per_epoch(batch_size, n_train)
-    return max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / steps))
+    return max(floor, math.ceil(steps / steps_per_epoch(batch_size, n_train)))
