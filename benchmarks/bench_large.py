@@ -92,6 +92,7 @@ def fit_seconds(X, y, epochs, **params):
         pretrain_epochs=epochs - 1,
         swag_epochs=1,
         early_stopping=False,
+        noise="homoscedastic",  # one network per particle, as the plain loop
         random_state=0,
         **params,
     )

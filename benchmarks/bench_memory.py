@@ -58,6 +58,7 @@ def child(config):
         n_models=N_MODELS,
         rank=RANK,
         deviation_dtype=config,
+        noise="homoscedastic",
         pretrain_epochs=PRETRAIN,
         swag_epochs=SWAG,
         lr=1e-3,

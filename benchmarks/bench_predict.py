@@ -84,6 +84,7 @@ def main():
         lr=0.03,
         batch_size=None,
         n_samples=N_SAMPLES,
+        noise="homoscedastic",  # the seed's network alone
         n_jobs=1,
         random_state=0,
     ).fit(X, y)

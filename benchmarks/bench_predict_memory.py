@@ -35,7 +35,7 @@ X_train = rng.normal(size=(2000, 20)).astype(np.float32)
 y_train = X_train[:, 0] + 0.1 * rng.normal(size=2000)
 reg = MultiSWAGRegressor(
     n_models=n_models, pretrain_epochs=5, swag_epochs=5, early_stopping=False,
-    random_state=0,
+    noise="homoscedastic", random_state=0,
 ).fit(X_train, y_train)
 X = rng.standard_normal(size=(n_rows, 20), dtype=np.float32)  # no float64 copy
 reg.predict(X[:1000], return_std=True)

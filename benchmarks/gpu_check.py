@@ -407,6 +407,7 @@ def throughput_section(run, args):
         pretrain_epochs=THROUGHPUT_EPOCHS,
         swag_epochs=THROUGHPUT_EPOCHS,
         early_stopping=False,
+        noise="homoscedastic",
         device=args.device,
         random_state=0,
     ).fit(X_train, y_train)

@@ -57,6 +57,7 @@ TOY = dict(
     n_samples=20,
     early_stopping=False,  # the toy recipe: every epoch runs, ...
     swa_lr=None,  # ... at one constant learning rate
+    noise="homoscedastic",  # ... and one noise variance
     random_state=0,
 )
 table = []
@@ -165,11 +166,12 @@ plt.show()
 # -----------
 # New data from the same curve, 200 points with noise whose standard deviation
 # grows from 0.02 at ``x = 0`` to 0.22 at ``x = 0.5``; the panels zoom in on
-# the data. ``noise="homoscedastic"`` (the default) estimates one noise
-# variance for all inputs, from the rows held out of training, so its band is
-# too wide on the left of the data and too narrow on the right.
-# ``noise="heteroscedastic"`` gives the network a second output, mapped to a
-# variance, and trains it with the Gaussian negative log-likelihood; the
+# the data. ``noise="homoscedastic"`` (the toy recipe above) estimates one
+# noise variance for all inputs, from the rows held out of training, so its
+# band is too wide on the left of the data and too narrow on the right.
+# ``noise="heteroscedastic"`` (what the default ``"auto"`` chooses for the
+# built-in network) adds a variance network beside the mean network, trained
+# by the Gaussian negative log-likelihood with the means held fixed; the
 # held-out rows then calibrate the variances by one factor. Four particles
 # each; the dashed lines are the true mean ± 2 noise standard deviations.
 rng = np.random.RandomState(1)

@@ -63,6 +63,7 @@ for n_models in PARTICLES:
         n_samples=20,
         early_stopping=False,  # the seed's recipe: every epoch runs, ...
         swa_lr=None,  # ... at one constant learning rate
+        noise="homoscedastic",  # ... and one noise variance
         random_state=0,
     )
     start = time.perf_counter()

@@ -5,7 +5,8 @@ their summed weight (:func:`_merge_identical_rows`), the held-out split
 (:func:`_validation_split`, stratified by class for a classifier), the row
 weights as a last target column (:func:`_with_weights`), the rows on which
 prediction recomputes BatchNorm statistics (:func:`_bn_update_rows`), and the
-digest by which a warm start knows the data again (:func:`_fingerprint`).
+digest by which a warm start knows the data again (:func:`_fingerprint`), and
+the regression targets standardised (:func:`target_scaling`).
 """
 
 from __future__ import annotations
@@ -258,3 +259,30 @@ def _same_data(
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return saved == digest.hexdigest()
+
+
+def target_scaling(
+    y: np.ndarray, normalize: bool, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and scale of each target; zeros and ones without scaling.
+
+    A constant target is centred, not divided; a target whose variance
+    overflows float64 is an error naming its column.
+    """
+    n_outputs = y.shape[1]
+    if not normalize:
+        return np.zeros(n_outputs), np.ones(n_outputs)
+    # An overflow gives an infinite scale: an error naming the targets.
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = np.average(y, axis=0, weights=weights)
+        scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
+    # A constant target (up to rounding) is centred, not divided by ~0.
+    constant = scale <= 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
+    if not np.all(np.isfinite(scale)):
+        columns = np.flatnonzero(~np.isfinite(scale)).tolist()
+        raise ValueError(
+            f"The targets in column(s) {columns} are too large to standardise "
+            "(their variance overflows float64); divide them by a constant "
+            "before fitting."
+        )
+    return mean, np.where(constant, 1.0, scale)

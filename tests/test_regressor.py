@@ -38,7 +38,7 @@ class GenericNet(nn.Module):
 # -- fitting and predicting ------
 def test_fit_predict_shapes_and_fitted_attributes(regression_data, fast_params):
     X, y = regression_data
-    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    reg = MultiSWAGRegressor(**fast_params, noise="homoscedastic").fit(X, y)
     n_params = 3 * 16 + 16 + 16 + 1
     assert reg.n_params_ == n_params
     assert reg.swag_mean_.shape == (3, n_params)
@@ -58,7 +58,7 @@ def test_fit_predict_shapes_and_fitted_attributes(regression_data, fast_params):
 
 def test_predict_dist_is_the_mixture(regression_data, fast_params):
     X, y = regression_data
-    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    reg = MultiSWAGRegressor(**fast_params, noise="homoscedastic").fit(X, y)
     dist = reg.predict_dist(X[:5])
     assert isinstance(dist, NormalMixture)
     assert dist.n_components == 3
@@ -76,7 +76,8 @@ def test_predict_dist_is_the_mixture(regression_data, fast_params):
 
 def test_without_held_out_rows_noise_is_training_mse(regression_data, fast_params):
     X, y = regression_data
-    reg = MultiSWAGRegressor(**fast_params, validation_fraction=0).fit(X, y)
+    params = {**fast_params, "noise": "homoscedastic", "validation_fraction": 0}
+    reg = MultiSWAGRegressor(**params).fit(X, y)
     assert reg.n_train_samples_ == 64
     np.testing.assert_allclose(
         reg.noise_variance_[0], np.mean((reg.predict(X) - y) ** 2), rtol=1e-4
@@ -87,7 +88,8 @@ def test_noise_is_the_held_out_likelihood_maximiser(regression_data, fast_params
     """Recompute the noise from the held-out rows with a brute-force search."""
     X, y = regression_data
     y = 10.0 * y + 3.0  # in target units, through the scaling
-    reg = MultiSWAGRegressor(**fast_params, validation_fraction=0.25).fit(X, y)
+    params = {**fast_params, "noise": "homoscedastic", "validation_fraction": 0.25}
+    reg = MultiSWAGRegressor(**params).fit(X, y)
     assert reg.n_train_samples_ == 48
     # The same held-out rows as fit: from the split's own stream.
     rng = derived_rng(root_seed(fast_params["random_state"]), SPLIT_STREAM)
@@ -194,7 +196,7 @@ def test_each_particle_starts_from_its_own_seed(regression_data, fast_params):
     """Particles start apart, each exactly where its own seed puts it."""
     X, y = regression_data
     params = {**fast_params, "pretrain_epochs": 0, "swag_epochs": 1, "lr": 1e-12}
-    reg = MultiSWAGRegressor(**params).fit(X, y)
+    reg = MultiSWAGRegressor(**params, noise="homoscedastic").fit(X, y)
     for p in range(3):
         torch.manual_seed(int(reg.particle_seeds_[p, 0]))
         init = nn.utils.parameters_to_vector(
@@ -258,8 +260,9 @@ def test_dropout_of_the_default_network_does_not_depend_on_grouping(
 
 def test_a_list_of_devices(regression_data, fast_params):
     X, y = regression_data
-    one = MultiSWAGRegressor(**fast_params).fit(X, y)
-    listed = MultiSWAGRegressor(**fast_params, device=["cpu", "cpu"], n_jobs=2)
+    params = {**fast_params, "noise": "homoscedastic"}
+    one = MultiSWAGRegressor(**params).fit(X, y)
+    listed = MultiSWAGRegressor(**params, device=["cpu", "cpu"], n_jobs=2)
     listed.fit(X, y)
     np.testing.assert_allclose(listed.swag_mean_, one.swag_mean_, rtol=1e-6, atol=1e-6)
 

@@ -191,6 +191,7 @@ def test_a_scoring_callback_records_the_groups_mean_prediction(
     X, y = regression_data
     scoring = EpochScoring("neg_mean_squared_error", on_train=True, name="mse")
     params = {**fast_params, "validation_fraction": 0.0, "normalize_y": False}
+    params["noise"] = "homoscedastic"  # the network's output is the prediction
     reg = MultiSWAGRegressor(**params, callbacks=[("mse", scoring)]).fit(X, y)
     last = reg.history_["groups"][0][-1]
     # The group's prediction at its final weights: the mean over its particles.
@@ -342,7 +343,8 @@ def test_warm_start_accepts_what_leaves_the_network_alone(regression_data, fast_
     # The optimizer, criterion and learning rate change how new particles
     # train, not what the kept ones are; a routed default is no change.
     X, y = regression_data
-    reg = MultiSWAGRegressor(**{**fast_params, "n_models": 2}, warm_start=True)
+    params = {**fast_params, "n_models": 2, "noise": "homoscedastic"}
+    reg = MultiSWAGRegressor(**params, warm_start=True)
     reg.fit(X, y)
     reg.set_params(
         n_models=3,

@@ -120,17 +120,30 @@ class ParticleLoss(nn.Module):
         self._finite = None
         self.last_losses = None
 
-    def per_particle(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        """Loss of each particle, shape ``(P,)``."""
+    def per_particle(
+        self, y_pred: torch.Tensor, y_true: torch.Tensor, *, stopping: bool = False
+    ) -> torch.Tensor:
+        """Loss of each particle, shape ``(P,)``.
+
+        With ``stopping``, the values early stopping watches instead, where
+        the criterion defines them (``stopping_values``, elementwise criteria
+        only): see :meth:`GaussianNLL.stopping_values
+        <sklearn_swag._posterior.noise.GaussianNLL.stopping_values>`.
+        """
+        elementwise = self._elementwise
+        if stopping and elementwise is not None:
+            elementwise = getattr(elementwise, "stopping_values", elementwise)
         if y_true.dtype != y_pred.dtype:
             y_true = y_true.to(y_pred.dtype)
         if y_true.ndim == y_pred.ndim - 1:
             y_true = y_true.expand(y_pred.shape[0], *y_true.shape)
         if self.weighted:
-            return self._weighted(y_pred, y_true[..., :-1], y_true[..., -1:])
-        if self._elementwise is not None:
+            return self._weighted(
+                elementwise, y_pred, y_true[..., :-1], y_true[..., -1:]
+            )
+        if elementwise is not None:
             # One call for every particle: mean (or sum) per particle afterwards.
-            values = self._elementwise(y_pred, y_true)
+            values = elementwise(y_pred, y_true)
             dims = tuple(range(1, values.ndim))
             if self.criterion.reduction == "mean":
                 return values.mean(dim=dims)
@@ -154,10 +167,14 @@ class ParticleLoss(nn.Module):
         )
 
     def _weighted(
-        self, y_pred: torch.Tensor, y_true: torch.Tensor, weights: torch.Tensor
+        self,
+        elementwise,
+        y_pred: torch.Tensor,
+        y_true: torch.Tensor,
+        weights: torch.Tensor,
     ) -> torch.Tensor:
         """Weighted loss of each particle; ``weights`` is ``(P, N, 1)``."""
-        values = self._elementwise(y_pred, y_true)  # (P, N, k)
+        values = elementwise(y_pred, y_true)  # (P, N, k)
         dims = tuple(range(1, values.ndim))
         total = (values * weights).sum(dim=dims)
         if self.criterion.reduction == "sum":

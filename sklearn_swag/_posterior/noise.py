@@ -109,9 +109,29 @@ class GaussianNLL(nn.Module):
             loss = _gaussian_nll(mean, target, var) * var.detach() ** float(self.beta)
         else:
             loss = _gaussian_nll(mean, target, var)
+        return self._reduced(loss)
+
+    def stopping_values(
+        self, input: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """What early stopping watches on the held-out rows, reduced as the loss is.
+
+        With ``mean_fit="mse"``, the squared error of the means alone, as a
+        homoscedastic model's ``MSELoss`` (so that ``tol`` means the same):
+        the means stop where they fit the held-out rows best, and the
+        variances, which a small held-out set lets overfit first, take the
+        weights of that epoch (the held-out noise factor then calibrates
+        their scale). Otherwise the loss itself.
+        """
+        if self.mean_fit != "mse":
+            return self(input, target)
+        mean, _ = split_mean_variance(input)
+        return self._reduced((target - mean) ** 2)
+
+    def _reduced(self, values: torch.Tensor) -> torch.Tensor:
         if self.reduction == "mean":
-            return loss.mean()
-        return loss.sum() if self.reduction == "sum" else loss
+            return values.mean()
+        return values.sum() if self.reduction == "sum" else values
 
 
 def _gaussian_nll(mean, target, var):

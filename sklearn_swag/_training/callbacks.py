@@ -234,7 +234,8 @@ class PretrainingMonitor(Callback):
     """Early stopping of the pretraining, particle by particle.
 
     At the end of every epoch each particle's loss on the held-out rows is
-    measured (eval mode). A particle whose loss has not fallen below its best
+    measured (eval mode; what the criterion's ``stopping_values`` give, where
+    it defines them). A particle whose loss has not fallen below its best
     by more than ``tol`` for ``n_iter_no_change`` epochs stops: its weights
     and buffers of its best epoch are kept, and nothing it does later counts.
     When every particle of the group has stopped, the pretraining ends
@@ -337,7 +338,9 @@ class PretrainingMonitor(Callback):
                 out = stack(self.X_val)
             finally:
                 stack.train()
-            losses = net.criterion_.per_particle(out, self.y_val).double()
+            losses = net.criterion_.per_particle(
+                out, self.y_val, stopping=True
+            ).double()
         self.losses_.append(losses)
         self.epochs_ += 1
         active = ~self._stopped

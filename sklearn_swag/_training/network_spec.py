@@ -60,7 +60,15 @@ def network_changes(fitted: dict, new: dict) -> list[str]:
     for key in sorted(set(old_kwargs) | set(new_kwargs)):
         old = old_kwargs.get(key, defaults.get(key, _MISSING))
         value = new_kwargs.get(key, defaults.get(key, _MISSING))
-        if not same_value(old, value):
+        if same_value(old, value):
+            continue
+        if key == "mean_variance":  # the built-in network's noise half
+            models = ["homoscedastic", "heteroscedastic"]
+            changed.append(
+                f"the noise model ({models[bool(old)]} -> {models[bool(value)]}; "
+                "noise='auto' takes it from module and criterion)"
+            )
+        else:
             changed.append(f"module__{key}")
     for key in ("n_features", "n_outputs"):
         if fitted.get(key) != new.get(key):

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_allclose
+from sklearn.base import clone
 from torch import nn
 
 from sklearn_swag import MLP, MultiSWAGRegressor
+from sklearn_swag._network.losses import ParticleLoss
 from sklearn_swag._posterior.noise import (
     MIN_VARIANCE,
     GaussianNLL,
@@ -91,6 +93,36 @@ def test_faithful_loss_fits_means_by_squared_error(reduction):
     r2 = (target - mean) ** 2
     grad_var = 0.5 * (1 / var - r2 / var**2) * torch.sigmoid(out[..., 2:])
     torch.testing.assert_close(out_loss.grad[..., 2:], grad_var / n)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_early_stopping_watches_the_means_of_the_faithful_loss(weighted):
+    # mean_fit="mse": the held-out score is the means' squared error (the
+    # variances do not count); the other fits watch the loss itself.
+    g = torch.Generator().manual_seed(4)
+    out = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    target = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    w = torch.rand(5, 1, generator=g, dtype=torch.float64)
+    mean, var = split_mean_variance(out)
+
+    def reduce(values):  # weighted mean per particle of (P, 5, 2) values
+        return (
+            (values * w).sum(dim=(1, 2)) / (w.sum() * 2)
+            if weighted
+            else (values.mean(dim=(1, 2)))
+        )
+
+    y = torch.cat([target, w], dim=1) if weighted else target
+    for mean_fit, expected in [
+        ("mse", reduce((target - mean) ** 2)),
+        ("nll", reduce(_closed_form_nll(mean, var, target))),
+    ]:
+        loss = ParticleLoss(GaussianNLL(mean_fit=mean_fit), weighted=weighted)
+        torch.testing.assert_close(loss.per_particle(out, y, stopping=True), expected)
+    # Without ``stopping``, the training loss.
+    loss = ParticleLoss(GaussianNLL(), weighted=weighted)
+    faithful = _closed_form_nll(mean, var, target) + 0.5 * (target - mean) ** 2
+    torch.testing.assert_close(loss.per_particle(out, y), reduce(faithful))
 
 
 def test_beta_nll_weights_each_term_by_its_variance():
@@ -299,6 +331,27 @@ def test_heteroscedastic_multi_output_and_user_module(
     assert not hasattr(reg, "noise_calibration_")
 
 
+def test_auto_noise_is_heteroscedastic_for_the_built_in_network_alone(
+    regression_data, fast_params, user_net_params
+):
+    X, y = regression_data
+    reg = MultiSWAGRegressor(**fast_params).fit(X, y)
+    assert reg.noise == "auto" and hasattr(reg, "noise_calibration_")
+    # Two 3-16-1 MLPs: the means' and the variances'.
+    assert reg.n_params_ == 2 * (3 * 16 + 16 + 16 + 1)
+    # A user's network keeps its width, a user's loss its meaning: homoscedastic.
+    one_column = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    user = MultiSWAGRegressor(one_column, **user_net_params).fit(X, y)
+    assert not hasattr(user, "noise_calibration_")
+    mse = MultiSWAGRegressor(**fast_params, criterion=nn.MSELoss).fit(X, y)
+    assert not hasattr(mse, "noise_calibration_")
+    assert mse.n_params_ == 3 * 16 + 16 + 16 + 1
+    # A warm start that changes what "auto" chooses is refused, saying so.
+    reg.set_params(warm_start=True, n_models=4, criterion=nn.MSELoss)
+    with pytest.raises(ValueError, match=r"noise model \(heteroscedastic -> homo"):
+        reg.fit(X, y)
+
+
 # -- function draws --------------------------------------------------------------------
 def test_sample_y_at_scale_zero_is_each_particles_swa_network(
     regression_data, fast_params
@@ -327,7 +380,9 @@ def test_sample_y_follows_the_gaussian_process_convention(regression_data, fast_
     # Draws differ within a particle (j and j + n_models share one).
     assert not np.allclose(a[:, 0], a[:, 3])
     many = reg.sample_y(X[:4], n_samples=3000, random_state=0)
-    dist = reg.set_params(n_samples=1000).predict_dist(X[:4])
+    # The mixture from 1000 draws per particle (prediction uses the n_samples
+    # of the fit, so refit with more).
+    dist = clone(reg).set_params(n_samples=1000).fit(X, y).predict_dist(X[:4])
     np.testing.assert_allclose(many.mean(axis=1), dist.mean(), atol=0.05)
     epistemic_sd = np.sqrt(dist.epistemic_var())
     np.testing.assert_allclose(many.std(axis=1), epistemic_sd, rtol=0.2, atol=1e-3)
