@@ -60,7 +60,7 @@ def fitted_maps(r2, v, b, w):
         return held_out_nll(r2, a * v + _ml_factor(r2, a * v, b, w) * b, w)
 
     if np.any(v > 0):
-        a = float(np.exp(minimize_scalar(profile, (-7, 7), method="bounded").x))
+        a = float(np.exp(minimize_scalar(profile, bounds=(-7, 7), method="bounded").x))
     else:
         a = 1.0
     s = _ml_factor(r2, np.zeros_like(v), v + c0 * b, w)
