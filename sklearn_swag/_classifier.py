@@ -12,6 +12,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import MultiSWAGBase
+from ._inputs import fit_inputs
 from ._posterior.categorical_mixture import CategoricalMixture, fit_temperature
 from ._posterior.diagnostics import warn_uninformed
 from ._posterior.draws import class_probabilities
@@ -19,7 +20,6 @@ from ._sklearn_compat import (
     StrOptions,
     _check_sample_weight,
     _fit_context,
-    validate_data,
 )
 
 
@@ -413,7 +413,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
     def _fit(self, X, y, sample_weight):
         self._check_params()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = fit_inputs(self, X, y)
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:

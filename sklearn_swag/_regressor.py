@@ -7,13 +7,14 @@ import torch
 from sklearn.base import RegressorMixin
 
 from ._base import MultiSWAGBase, as_float32
+from ._inputs import fit_inputs
 from ._network.mlp import regressor_mlp_defaults
 from ._posterior.diagnostics import target_variance, warn_misfits
 from ._posterior.draws import output_moments
 from ._posterior.noise import GaussianNLL, check_output_width, fitted_noise_factor
 from ._posterior.normal_mixture import NormalMixture
 from ._rows import target_scaling
-from ._sklearn_compat import StrOptions, _fit_context, validate_data
+from ._sklearn_compat import StrOptions, _fit_context
 
 
 class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
@@ -485,14 +486,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
 
     def _fit(self, X, y, sample_weight):
         self._check_params()
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            y_numeric=True,
-        )
+        X, y = fit_inputs(self, X, y, multi_output=True, y_numeric=True)
         y2d = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         n_outputs = y2d.shape[1]
         noise = self._resolved_noise()
