@@ -60,8 +60,8 @@ def fit_inputs(est, X, y, **check_params):
                 f"X has shape {X.shape}: samples of shape {shape}, but the "
                 "built-in network (module=None) takes rows of features, "
                 "(n_samples, n_features). Pass a network that takes tensors "
-                f"of shape (n_samples, *{shape}) as `module` (for example a "
-                "CNN), or flatten the inputs to (n_samples, "
+                f"of shape (n_samples, {', '.join(map(str, shape))}) as `module` "
+                "(for example a CNN), or flatten the inputs to (n_samples, "
                 f"{int(np.prod(shape))}) first (X.reshape(len(X), -1))."
             )
         # scikit-learn counts X.shape[1] (the channels of an image); here
