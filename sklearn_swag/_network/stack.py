@@ -105,6 +105,9 @@ class ParticleStack(nn.Module):
     torch.Size([4, 5, 1])
     """
 
+    #: Axes of one sample: rows of features unless a stack is told otherwise.
+    sample_ndim: int = 1
+
     def __init__(
         self, modules: Sequence[nn.Module], mode: str = "auto", sample_ndim: int = 1
     ) -> None:
