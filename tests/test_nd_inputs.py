@@ -316,3 +316,35 @@ def test_digits_as_images_with_a_tiny_cnn():
         random_state=0,
     ).fit(X[:1200], y[:1200])
     assert clf.score(X[1200:], y[1200:]) > 0.85
+
+
+@pytest.mark.parametrize("mode", ["lowered", "vmap", "loop"])
+def test_every_evaluation_mode_takes_shared_and_own_nd_rows(mode):
+    from sklearn_swag import ParticleStack
+
+    torch.manual_seed(0)
+    modules = [PooledCNN() for _ in range(2)]
+    stack = ParticleStack(modules, mode=mode, sample_ndim=3).eval()
+    shared, own = torch.randn(5, 1, 4, 4), torch.randn(2, 5, 1, 4, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            stack(shared), torch.stack([m(shared) for m in modules]), atol=1e-6
+        )
+        np.testing.assert_allclose(
+            stack(own),
+            torch.stack([m(x) for m, x in zip(modules, own, strict=True)]),
+            atol=1e-6,
+        )
+
+
+def test_early_stopping_weights_and_stratified_split_on_images():
+    X, y = _images(60)
+    y = (y > np.median(y)).astype(int)
+    weights = np.where(np.arange(60) % 3 == 0, 2.0, 1.0)
+    clf = MultiSWAGClassifier(
+        module=TinyCNN,
+        module__n_outputs=2,
+        **{**ND, "early_stopping": True, "validation_fraction": 0.2},
+    ).fit(X, y, sample_weight=weights)
+    assert clf.n_train_samples_ < 60
+    assert clf.predict_proba(X).shape == (60, 2)
