@@ -23,8 +23,8 @@ from joblib import Parallel, cpu_count, effective_n_jobs
 from joblib import delayed as _delayed
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
+from ._inputs import predict_inputs
 from ._network.stack import ParticleStack, uses_batch_norm
 from ._persistence import loaded_state, saved_state
 from ._posterior.diagnostics import warn_exploded
@@ -43,7 +43,6 @@ from ._sklearn_compat import (
     Interval,
     StrOptions,
     _check_sample_weight,
-    validate_data,
 )
 from ._training import budget
 from ._training.callbacks import _checked_callbacks, _swa_lr
@@ -338,7 +337,7 @@ class MultiSWAGBase(BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_features), float32
+        X : ndarray of shape (n_samples, ...), float32
             Training rows (identical rows merged, see :meth:`_prepared_rows`).
         y_given : ndarray of shape (n_samples, n_targets)
             The targets as given, which a warm start checks are unchanged.
@@ -392,7 +391,7 @@ class MultiSWAGBase(BaseEstimator):
         )
         weighted = bool(np.ptp(weights[train]) > 0)
         plan = self._training_plan(
-            X.shape[1],
+            X.shape[1:],
             len(train),
             n_net_outputs,
             criterion,
@@ -420,7 +419,7 @@ class MultiSWAGBase(BaseEstimator):
 
     def _training_plan(
         self,
-        n_features,
+        input_shape,
         n_train,
         n_net_outputs,
         criterion,
@@ -434,7 +433,8 @@ class MultiSWAGBase(BaseEstimator):
         return TrainingPlan(
             module=self.module,
             module_kwargs=self._params_for("module"),
-            n_features=n_features,
+            n_features=int(np.prod(input_shape)),
+            sample_ndim=len(input_shape),
             n_outputs=n_net_outputs,
             criterion=criterion,
             criterion_kwargs=self._params_for("criterion"),
@@ -509,7 +509,11 @@ class MultiSWAGBase(BaseEstimator):
         plan.max_threads = max(1, cpu_count() // n_workers)
         cuda = sorted({d.index or 0 for d in group_device if d.type == "cuda"})
         stacks = [
-            ParticleStack([modules[i] for i in ids], mode=plan.stack_mode)
+            ParticleStack(
+                [modules[i] for i in ids],
+                mode=plan.stack_mode,
+                sample_ndim=plan.sample_ndim,
+            )
             for ids in groups
         ]
         share = plan.max_threads if n_workers > 1 else None  # cores per group
@@ -600,9 +604,7 @@ class MultiSWAGBase(BaseEstimator):
 
     # -- prediction -------------------------------------------------------------------
     def _validated(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return as_float32(X, "X")
+        return predict_inputs(self, X)
 
     def _predicted(self, X, what):
         """``what(dist)`` of the predictive distribution at ``X``, by blocks of rows.

@@ -12,6 +12,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import MultiSWAGBase
+from ._inputs import fit_inputs
 from ._posterior.categorical_mixture import CategoricalMixture, fit_temperature
 from ._posterior.diagnostics import warn_uninformed
 from ._posterior.draws import class_probabilities
@@ -19,7 +20,6 @@ from ._sklearn_compat import (
     StrOptions,
     _check_sample_weight,
     _fit_context,
-    validate_data,
 )
 
 
@@ -42,7 +42,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
     module : torch.nn.Module subclass, torch.nn.Module instance or None, \
             default=None
         The network of one particle, returning one logit per class: a float32
-        tensor of shape (n_samples, n_features) to (n_samples, n_classes),
+        tensor of shape (n_samples, n_features), or of the shape of ``X``
+        such as (n_samples, C, H, W), to (n_samples, n_classes),
         two columns for a binary problem. A class is instantiated once per
         particle with the ``module__*`` parameters; an instance is copied and
         re-initialised per particle. None builds :class:`~sklearn_swag.MLP`
@@ -177,7 +178,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         ensemble).
     scale_ : float
         Posterior scale that prediction uses (0 for a deep ensemble).
-    bn_update_X_ : ndarray of shape (n_bn_rows, n_features) or None
+    bn_update_X_ : ndarray of shape (n_bn_rows, *input_shape_) or None
         Rows that recompute BatchNorm statistics (None without BatchNorm).
     train_loss_ : ndarray of shape (n_models,)
         Each particle's training loss on its last batch.
@@ -193,7 +194,10 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
     n_params_ : int
         Number of weights of one network.
     n_features_in_ : int
-        Number of features seen during fit.
+        Number of features seen during fit (values per sample for N-D ``X``).
+    input_shape_ : tuple of int
+        Shape of one sample seen during fit: ``(n_features_in_,)``, or
+        ``(C, H, W)`` for images; prediction takes samples of this shape.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column
         names.
@@ -394,8 +398,9 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training inputs; samples of more axes (images, sequences) need a
+            ``module`` that takes them.
         y : array-like of shape (n_samples,)
             Class labels of any type scikit-learn accepts (integers, strings,
             booleans), at least two classes.
@@ -413,7 +418,7 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
     def _fit(self, X, y, sample_weight):
         self._check_params()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = fit_inputs(self, X, y)
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
@@ -504,8 +509,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Query points.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
 
         Returns
         -------
@@ -522,8 +527,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Query points.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
 
         Returns
         -------
@@ -538,8 +543,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Query points.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
 
         Returns
         -------
@@ -553,8 +558,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Query points.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
 
         Returns
         -------
@@ -572,8 +577,8 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples_X, n_features)
-            Query points.
+        X : array-like of shape (n_samples_X, n_features) or (n_samples_X, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
         n_samples : int, default=1
             Number of networks drawn.
         random_state : int, RandomState instance or None, default=0

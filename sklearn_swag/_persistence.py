@@ -111,18 +111,29 @@ class StackState:
         How the stack evaluates its copies.
     training : bool
         Whether it was in training mode.
+    sample_ndim : int, default=1
+        Axes of one sample (:class:`~sklearn_swag.ParticleStack`); a stack
+        saved before it took rows of features.
     """
 
-    def __init__(self, weights: list, buffers: list, mode: str, training: bool):
+    def __init__(
+        self,
+        weights: list,
+        buffers: list,
+        mode: str,
+        training: bool,
+        sample_ndim: int = 1,
+    ):
         self.weights = weights
         self.buffers = buffers
         self.mode = mode
         self.training = training
+        self.sample_ndim = sample_ndim
 
     @classmethod
     def of(cls, stack: ParticleStack) -> StackState:
         weights, buffers = stack.arrays()
-        return cls(weights, buffers, stack.mode, stack.training)
+        return cls(weights, buffers, stack.mode, stack.training, stack.sample_ndim)
 
     def stack(self, network: dict) -> ParticleStack:
         """The stack again, its structure built from ``network`` (a spec).
@@ -146,9 +157,19 @@ class StackState:
         # its own, as the global one may be drawing a fit's weights meanwhile.
         with private_generator():
             template = build_network(network)
+        sample_ndim = vars(self).get("sample_ndim", 1)
+        if not isinstance(sample_ndim, Integral) or not 1 <= sample_ndim <= 32:
+            raise ValueError(
+                f"The saved particles take samples of {sample_ndim!r} axes; it "
+                "must be a positive integer. The file was edited or damaged."
+            )
         with _names_the_network(network):
             stack = ParticleStack.from_arrays(
-                template, self.weights, self.buffers, mode=self.mode
+                template,
+                self.weights,
+                self.buffers,
+                mode=self.mode,
+                sample_ndim=int(sample_ndim),
             )
         return stack.train(self.training)
 
@@ -219,7 +240,42 @@ def loaded_state(state: dict) -> dict:
         state["particles_"] = stack.stack(state["_network"])
     if isinstance(state.get("particles_"), ParticleStack) and "swag_mean_" in state:
         check_posterior(state)
+        check_input_shape(state)
     return state
+
+
+def check_input_shape(state: dict) -> None:
+    """Fail unless the saved ``input_shape_`` fits the particles and BatchNorm rows.
+
+    A model saved before ``input_shape_`` took rows of features and passes.
+    """
+    if "input_shape_" not in state:
+        return
+    shape = state["input_shape_"]
+    if not (
+        isinstance(shape, tuple)
+        and shape
+        and all(isinstance(s, Integral) and s >= 1 for s in shape)
+    ):
+        raise ValueError(
+            f"The saved input_shape_ must be a tuple of positive integers; got "
+            f"{shape!r}. The file was edited or damaged."
+        )
+    ndim = state["particles_"].sample_ndim
+    if ndim != len(shape):
+        raise ValueError(
+            f"The saved input_shape_ {shape} has {len(shape)} axes, but the "
+            f"saved particles take samples of {ndim}; the file was edited or "
+            "damaged."
+        )
+    rows = state.get("bn_update_X_")
+    if rows is not None and (
+        not isinstance(rows, np.ndarray) or rows.shape[1:] != shape
+    ):
+        raise ValueError(
+            f"The saved bn_update_X_ must hold samples of shape {shape}; got "
+            f"{_described(rows)}. The file was edited or damaged."
+        )
 
 
 def _check_network_spec(network: dict) -> None:

@@ -7,13 +7,14 @@ import torch
 from sklearn.base import RegressorMixin
 
 from ._base import MultiSWAGBase, as_float32
+from ._inputs import fit_inputs
 from ._network.mlp import regressor_mlp_defaults
 from ._posterior.diagnostics import target_variance, warn_misfits
 from ._posterior.draws import output_moments
 from ._posterior.noise import GaussianNLL, check_output_width, fitted_noise_factor
 from ._posterior.normal_mixture import NormalMixture
 from ._rows import target_scaling
-from ._sklearn_compat import StrOptions, _fit_context, validate_data
+from ._sklearn_compat import StrOptions, _fit_context
 
 
 class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
@@ -42,7 +43,8 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
         yacht NLL 0.07 against 0.73; ``module__activation`` changes it); with
         heteroscedastic noise (the default, see ``noise``), two such networks
         side by side, one for the means and one for the variances. The
-        network maps a float32 tensor of shape (n_samples, n_features) to
+        network maps a float32 tensor of shape (n_samples, n_features), or
+        of the shape of ``X`` such as (n_samples, C, H, W), to
         (n_samples, n_outputs), or to (n_samples,) for one output.
     n_models : int, default=5
         Number of particles, each an independent SWAG run with its own
@@ -271,7 +273,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
     scale_ : float
         Posterior scale that prediction uses: ``scale``, or 0 for a deep
         ensemble.
-    bn_update_X_ : ndarray of shape (n_bn_rows, n_features) or None
+    bn_update_X_ : ndarray of shape (n_bn_rows, *input_shape_) or None
         The training rows on which the normalisation statistics of every
         evaluated weight vector are recomputed (see ``bn_update_rows``);
         None for a network without ``BatchNorm`` or with
@@ -307,7 +309,10 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
     n_outputs_ : int
         Number of targets.
     n_features_in_ : int
-        Number of features seen during fit.
+        Number of features seen during fit (values per sample for N-D ``X``).
+    input_shape_ : tuple of int
+        Shape of one sample seen during fit: ``(n_features_in_,)``, or
+        ``(C, H, W)`` for images; prediction takes samples of this shape.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column
         names.
@@ -464,8 +469,9 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training inputs; samples of more axes (images, sequences) need a
+            ``module`` that takes them.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -485,14 +491,7 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
 
     def _fit(self, X, y, sample_weight):
         self._check_params()
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            y_numeric=True,
-        )
+        X, y = fit_inputs(self, X, y, multi_output=True, y_numeric=True)
         y2d = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         n_outputs = y2d.shape[1]
         noise = self._resolved_noise()
@@ -587,8 +586,8 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Query points.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
 
         Returns
         -------
@@ -623,8 +622,8 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Query points.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
         return_std : bool, default=False
             Also return the predictive standard deviation (epistemic and
             observation noise together).
@@ -657,8 +656,8 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples_X, n_features)
-            Query points.
+        X : array-like of shape (n_samples_X, n_features) or (n_samples_X, ...)
+            Query points, samples of the shape fitted on (``input_shape_``).
         n_samples : int, default=1
             Number of functions drawn.
         random_state : int, RandomState instance or None, default=0

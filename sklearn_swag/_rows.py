@@ -24,15 +24,20 @@ def as_float32(values: np.ndarray, name: str) -> np.ndarray:
 
     The networks compute in float32: a value beyond its range (about 3.4e38)
     would become infinite and every prediction would fail, so it is refused
-    here, naming the columns.
+    here, naming the columns (for samples of more than one axis, the
+    positions within a sample).
     """
     if values.dtype != np.float32:
         big = np.abs(values) > np.finfo(np.float32).max
         if big.any():
             columns = np.flatnonzero(big.reshape(len(values), -1).any(axis=0))
+            where = f"column(s) {columns[:10].tolist()}"
+            if values.ndim > 2:
+                places = np.stack(np.unravel_index(columns[:10], values.shape[1:]))
+                where = f"sample position(s) {[tuple(p) for p in places.T.tolist()]}"
             raise ValueError(
                 f"{name} has values beyond the float32 range (|value| > 3.4e38) in "
-                f"column(s) {columns[:10].tolist()}; the networks compute in "
+                f"{where}; the networks compute in "
                 "float32. Rescale these columns (for example with StandardScaler "
                 "in a Pipeline) or divide them by a constant."
             )
@@ -55,16 +60,18 @@ def _merge_identical_rows(
     """One row per distinct ``(x, y)``, with the summed weight; weight 0 dropped.
 
     The rows come out sorted, so the training set does not depend on the
-    order of the input rows either.
+    order of the input rows either. A sample of any shape (an image, say) is
+    compared as one flattened row, and comes back in its shape.
     """
-    rows = np.concatenate([X.astype(np.float64), y], axis=1)
+    flat = X.reshape(len(X), -1)  # a sample of any shape as one row
+    rows = np.concatenate([flat.astype(np.float64), y], axis=1)
     unique, inverse = np.unique(rows, axis=0, return_inverse=True)
     summed = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(unique))
     keep = summed > 0
-    n_features = X.shape[1]
+    n_values = flat.shape[1]
     return (
-        unique[keep, :n_features].astype(np.float32),
-        unique[keep, n_features:],
+        unique[keep, :n_values].astype(np.float32).reshape(-1, *X.shape[1:]),
+        unique[keep, n_values:],
         summed[keep],
     )
 
@@ -92,7 +99,7 @@ def _validation_split(
     if fraction == 0:
         return np.arange(n_rows), np.arange(0)
     weights = np.ones(n_rows) if weights is None else np.asarray(weights, float)
-    _, group = np.unique(X, axis=0, return_inverse=True)
+    _, group = np.unique(X.reshape(n_rows, -1), axis=0, return_inverse=True)
     group = group.reshape(-1)
     n_groups = int(group.max()) + 1
     if classes is not None:

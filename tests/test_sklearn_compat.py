@@ -73,3 +73,16 @@ def test_check_sample_weight_refuses_all_zero_weights():
         _check_sample_weight(np.zeros(3), X, ensure_non_negative=True)
     weights = _check_sample_weight(np.array([0.0, 2.0, 0.0]), X, dtype=np.float64)
     np.testing.assert_array_equal(weights, [0.0, 2.0, 0.0])
+
+
+def test_validate_data_on_nd_inputs_as_the_estimators_use_it():
+    # fit: allow_nd keeps (N, C, H, W) and counts X.shape[1] (which the
+    # estimators replace by the values of a sample).
+    est = _Probe()
+    X, _ = validate_data(est, np.zeros((3, 2, 4, 4)), np.zeros(3), allow_nd=True)
+    assert X.shape == (3, 2, 4, 4) and est.n_features_in_ == 2
+    # prediction: feature names only, no count of features, X unchanged.
+    est.n_features_in_ = 32
+    Z = np.zeros((3, 2, 4, 4))
+    out = validate_data(est, Z, reset=False, skip_check_array=True, ensure_2d=False)
+    assert out is Z

@@ -81,8 +81,9 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     ----------
     modules : sequence of torch.nn.Module
         Initialised copies, one per particle.
-    probe : torch.Tensor of shape (n, n_features)
-        A few training rows to try the batched evaluation on.
+    probe : torch.Tensor of shape (n, n_features) or (n, ...)
+        A few training rows to try the batched evaluation on; the stack
+        takes samples of their shape.
 
     Returns
     -------
@@ -99,7 +100,7 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     expected = _outputs(modules, probe)
     cause = None
     try:
-        stack = ParticleStack(modules, mode="lowered")
+        stack = ParticleStack(modules, mode="lowered", sample_ndim=probe.ndim - 1)
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             copy.deepcopy(stack).train()(probe)
         if _agrees(stack, expected, probe):
@@ -122,7 +123,7 @@ def _fallback(
 ) -> ParticleStack:
     """A stack under :func:`torch.func.vmap`, or copy by copy where vmap cannot."""
     name = type(modules[0]).__name__
-    stack = ParticleStack(modules, mode="vmap")
+    stack = ParticleStack(modules, mode="vmap", sample_ndim=probe.ndim - 1)
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             copy.deepcopy(stack).train()(probe)
@@ -141,7 +142,7 @@ def _fallback(
             f"{name} cannot be batched over particles ({reason}; {refusal}); its "
             "particles are trained one after another, which is correct but slower."
         )
-        stack = ParticleStack(modules, mode="loop")
+        stack = ParticleStack(modules, mode="loop", sample_ndim=probe.ndim - 1)
     else:
         message = (
             f"{name} could not be rewritten into batched operations ({reason}); "

@@ -15,9 +15,10 @@ one of three small evaluator classes, chosen once per stack:
 ``"loop"`` (:class:`LoopEvaluator`)
     What neither can batch runs copy by copy.
 
-Every evaluator takes the weights and buffers as arguments and an explicit
+Every evaluator takes the weights and buffers as arguments, an explicit
 ``mode`` ("train", "eval", or "refresh" for recomputing normalisation
-statistics), so prediction never changes the fitted stack
+statistics) and whether the rows are ``shared`` by every copy (or each
+copy's own, along a leading axis), so prediction never changes the fitted stack
 (:class:`~sklearn_swag._network.inference.StackInference`).
 """
 
@@ -68,6 +69,7 @@ class LoweredEvaluator:
         X: torch.Tensor,
         *,
         mode: str,
+        shared: bool = True,
         generators: Sequence[torch.Generator] | None = None,
     ) -> torch.Tensor:
         return self.lowered(
@@ -75,7 +77,7 @@ class LoweredEvaluator:
             buffers,
             X,
             mode=mode,
-            shared_input=X.ndim == 2,
+            shared_input=shared,
             generators=generators if mode == "train" else None,
         )
 
@@ -110,7 +112,7 @@ class _SkeletonEvaluator:
                     module.eval()
         self._mode = mode
 
-    def _each_copy(self, params, buffers, X, mode):
+    def _each_copy(self, params, buffers, X, mode, shared):
         """The copies one after another, each with its own weights and buffers.
 
         The buffers a copy updates (``BatchNorm`` statistics in training) are
@@ -130,7 +132,7 @@ class _SkeletonEvaluator:
                     n: p[i] for n, p in zip(self.param_names, params, strict=True)
                 }
                 own = {n: b[i] for n, b in zip(self.buffer_names, buffers, strict=True)}
-                x = X if X.ndim == 2 else X[i]
+                x = X if shared else X[i]
                 outs.append(functional_call(self.skeleton, (values, own), (x,)))
         finally:
             for module, momentum in momenta.items():
@@ -149,9 +151,9 @@ class VmapEvaluator(_SkeletonEvaluator):
 
     name = "vmap"
 
-    def __call__(self, params, buffers, X, *, mode, generators=None):
+    def __call__(self, params, buffers, X, *, mode, shared=True, generators=None):
         if mode == "refresh":  # vmap cannot keep buffer updates: copy by copy
-            return self._each_copy(params, buffers, X, mode)
+            return self._each_copy(params, buffers, X, mode, shared)
         self._set_mode(mode)
         skeleton = self.skeleton
 
@@ -160,7 +162,7 @@ class VmapEvaluator(_SkeletonEvaluator):
 
         values = dict(zip(self.param_names, params, strict=True))
         buffer_values = dict(zip(self.buffer_names, buffers, strict=True))
-        x_dim = 0 if X.ndim == 3 else None
+        x_dim = None if shared else 0
         return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(
             values, buffer_values, X
         )
@@ -171,8 +173,8 @@ class LoopEvaluator(_SkeletonEvaluator):
 
     name = "loop"
 
-    def __call__(self, params, buffers, X, *, mode, generators=None):
-        return self._each_copy(params, buffers, X, mode)
+    def __call__(self, params, buffers, X, *, mode, shared=True, generators=None):
+        return self._each_copy(params, buffers, X, mode, shared)
 
 
 _EVALUATORS = {"vmap": VmapEvaluator, "loop": LoopEvaluator}

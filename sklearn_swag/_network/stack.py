@@ -49,6 +49,7 @@ _SHARED_STRUCTURE = (
     "normalises_batches",
     "_skeleton",
     "_evaluator",
+    "sample_ndim",
 )
 
 
@@ -63,6 +64,10 @@ class ParticleStack(nn.Module):
         How to evaluate the copies; "auto" takes "lowered" where the network
         can be rewritten into batched operations and "vmap" otherwise. The
         caller falls back to "loop" where "vmap" fails (:func:`build_stack`).
+    sample_ndim : int, default=1
+        Axes of one sample: 1 for rows of features, 3 for ``(C, H, W)``
+        images. Inputs of ``1 + sample_ndim`` axes are shared by every copy;
+        one more axis in front gives each copy its own rows.
 
     Attributes
     ----------
@@ -100,8 +105,14 @@ class ParticleStack(nn.Module):
     torch.Size([4, 5, 1])
     """
 
-    def __init__(self, modules: Sequence[nn.Module], mode: str = "auto") -> None:
+    #: Axes of one sample: rows of features unless a stack is told otherwise.
+    sample_ndim: int = 1
+
+    def __init__(
+        self, modules: Sequence[nn.Module], mode: str = "auto", sample_ndim: int = 1
+    ) -> None:
         super().__init__()
+        self.sample_ndim = int(sample_ndim)
         modules = list(modules)
         if not modules:
             raise ValueError("A particle stack needs at least one module.")
@@ -214,21 +225,24 @@ class ParticleStack(nn.Module):
 
         Parameters
         ----------
-        X : torch.Tensor of shape (N, n_features) or (P, N, n_features)
-            Rows shared by all copies, or each copy's own rows.
+        X : torch.Tensor of shape (N, *sample) or (P, N, *sample)
+            Rows shared by all copies, or each copy's own rows; ``sample``
+            has ``sample_ndim`` axes.
 
         Returns
         -------
         torch.Tensor of shape (P, N, n_outputs)
         """
+        shared = X.ndim == self.sample_ndim + 1
         out = self._evaluator(
             self._weight_list(),
             self.stacked_buffers(),
             X,
             mode="train" if self.training else "eval",
+            shared=shared,
             generators=self.dropout_generators,
         )
-        return _as_particle_output(out, X.shape[-2])
+        return _as_particle_output(out, X.shape[0 if shared else 1])
 
     def inference(self, device: torch.device | str = "cpu") -> StackInference:
         """An evaluator of this stack at arbitrary weights, on ``device``.
@@ -325,6 +339,7 @@ class ParticleStack(nn.Module):
         weights: Sequence,
         buffers: Sequence,
         mode: str = "auto",
+        sample_ndim: int = 1,
     ) -> ParticleStack:
         """A stack of ``template``'s network holding the given values.
 
@@ -337,6 +352,8 @@ class ParticleStack(nn.Module):
             Stacked values, as :meth:`arrays` returns them.
         mode : {"auto", "lowered", "vmap", "loop"}, default="auto"
             How to evaluate the copies.
+        sample_ndim : int, default=1
+            Axes of one sample (see :class:`ParticleStack`).
 
         Returns
         -------
@@ -352,7 +369,7 @@ class ParticleStack(nn.Module):
         weights = [torch.as_tensor(w) for w in weights]
         buffers = [torch.as_tensor(b) for b in buffers]
         check_stacked_values(template, weights, buffers)
-        stack = cls([template], mode=mode)
+        stack = cls([template], mode=mode, sample_ndim=sample_ndim)
         stack._hold(weights, buffers)
         return stack
 
@@ -387,6 +404,7 @@ class ParticleStack(nn.Module):
                     for i in range(len(first._buffer_names))
                 ],
                 mode=first.mode,
+                sample_ndim=first.sample_ndim,
             )
         return joined.train(first.training)
 

@@ -214,7 +214,7 @@ def _initial_stack(plan: TrainingPlan, seeds: np.ndarray, modules) -> ParticleSt
         modules = [plan.build_module(s) for s in seeds[:, INIT_SEED]]
     if isinstance(modules, ParticleStack):
         return modules
-    return ParticleStack(modules, mode=plan.stack_mode)
+    return ParticleStack(modules, mode=plan.stack_mode, sample_ndim=plan.sample_ndim)
 
 
 def _phases(plan: TrainingPlan) -> list[tuple[str, int, int]]:

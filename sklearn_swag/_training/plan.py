@@ -47,6 +47,9 @@ class TrainingPlan:
     #: Learning rate of the SWAG epochs (None: ``lr``), reached after
     #: ``anneal_epochs``; snapshot every ``swag_every`` epochs.
     swa_lr: float | None = None
+    #: Axes of one sample (1 for rows of features, 3 for ``(C, H, W)``
+    #: images); ``n_features`` counts its values.
+    sample_ndim: int = 1
     anneal_epochs: int = 0
     swag_every: float = 1.0
     deviation_dtype: str = "float32"
@@ -115,7 +118,7 @@ class TrainingPlan:
         modules : list of torch.nn.Module
             The first particles' networks (one or two are enough); they are
             not changed.
-        probe : torch.Tensor of shape (n_rows, n_features)
+        probe : torch.Tensor of shape (n_rows, n_features) or (n_rows, ...)
             A few training rows.
 
         Returns
