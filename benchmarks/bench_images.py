@@ -54,7 +54,8 @@ and the accuracy on the in-distribution test rows.
 
 Done when (PASS / FAIL lines): fit(multiswag) / fit(cnn) <= 2, the shortest
 fits of each split, median over the splits; NLL(multiswag) <= 0.85 x
-NLL(cnn), means over the splits.
+NLL(cnn), means over the splits. Under them the paired NLL differences to
+``cnn`` (per split, mean +- s.e.) of ``multiswag`` and ``ensemble``.
 
 Run from the repository root::
 
@@ -75,7 +76,9 @@ from _common import (
     blas_threads,
     cell,
     command_line,
+    mean_se,
     name_list,
+    number,
     pin_threads,
     positive,
     print_head,
@@ -389,6 +392,13 @@ def print_done_when(results, times):
     ]
     for ok, text in lines:
         print(f"- {'PASS' if ok else 'FAIL'} {text}")
+    for name in ("multiswag", "ensemble"):
+        if name in results:
+            mean, se = mean_se(results[name]["nll"] - results["cnn"]["nll"])
+            print(
+                f"- paired NLL {name} - cnn per split: {number(mean)} +- "
+                f"{number(se)} (< 0: {name} better)"
+            )
     print(flush=True)
 
 
