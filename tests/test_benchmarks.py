@@ -1,11 +1,12 @@
-"""The GPU check script stays runnable: its dry mode on the CPU, as CI runs it.
+"""Benchmark scripts stay runnable: the GPU check's dry mode, the image study.
 
 ``benchmarks/gpu_check.py`` is meant for a machine with CUDA GPUs, which CI
 does not have; its ``--device cpu`` dry run goes through the same fits,
 placement checks, prediction and CPU reload of a saved model, on a tiny scale:
 the seed workload, its particles split over ``device=["cpu", "cpu"]`` with
 ``n_jobs=2``, prediction on 20,000 rows against 5,000 "CPU" rows, and the
-classifier on the digits.
+classifier on the digits. ``benchmarks/bench_images.py`` runs one split of
+one-epoch fits with the BatchNorm CNN, every model and the OOD test.
 """
 
 import os
@@ -51,3 +52,29 @@ def test_gpu_check_dry_run_passes():
     ):
         assert title in result.stdout, output
     assert "device=['cpu', 'cpu'], n_jobs=2" in result.stdout, output
+
+
+def test_bench_images_tiny_run():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["--splits", "1", "--repeats", "0", "--epochs", "1", "--swag-epochs", "1"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_images.py"),
+            *args,
+            "--particles",
+            "2",
+            "--batch-norm",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for model in ("cnn", "multiswag", "ensemble", "mlp"):
+        assert f"| {model} | " in result.stdout, output
+    assert "### OOD: digits 0-4 (in) vs 5-9 (out)" in result.stdout, output
+    assert "paired NLL multiswag - cnn" in result.stdout, output
