@@ -178,8 +178,9 @@ class MultiSWAGClassifier(ClassifierMixin, MultiSWAGBase):
         ensemble).
     scale_ : float
         Posterior scale that prediction uses (0 for a deep ensemble).
-    bn_update_X_ : ndarray of shape (n_bn_rows, *input_shape_) or None
-        Rows that recompute BatchNorm statistics (None without BatchNorm).
+    bn_update_X_ : ndarray of shape (n_bn_rows, ...) or None
+        Rows (each of shape `input_shape_`) that recompute BatchNorm
+        statistics (None without BatchNorm).
     train_loss_ : ndarray of shape (n_models,)
         Each particle's training loss on its last batch.
     history_ : dict

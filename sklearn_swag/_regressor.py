@@ -273,11 +273,11 @@ class MultiSWAGRegressor(RegressorMixin, MultiSWAGBase):
     scale_ : float
         Posterior scale that prediction uses: ``scale``, or 0 for a deep
         ensemble.
-    bn_update_X_ : ndarray of shape (n_bn_rows, *input_shape_) or None
-        The training rows on which the normalisation statistics of every
-        evaluated weight vector are recomputed (see ``bn_update_rows``);
-        None for a network without ``BatchNorm`` or with
-        ``bn_update_rows=0``.
+    bn_update_X_ : ndarray of shape (n_bn_rows, ...) or None
+        The training rows (each of shape `input_shape_`) on which the
+        normalisation statistics of every evaluated weight vector are
+        recomputed (see ``bn_update_rows``); None for a network without
+        ``BatchNorm`` or with ``bn_update_rows=0``.
     train_loss_ : ndarray of shape (n_models,)
         Each particle's training loss on its last batch.
     history_ : dict

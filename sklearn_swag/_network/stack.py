@@ -225,9 +225,9 @@ class ParticleStack(nn.Module):
 
         Parameters
         ----------
-        X : torch.Tensor of shape (N, *sample) or (P, N, *sample)
-            Rows shared by all copies, or each copy's own rows; ``sample``
-            has ``sample_ndim`` axes.
+        X : torch.Tensor of shape (N, ...) or (P, N, ...)
+            Rows shared by all copies, or each copy's own rows; the
+            trailing ``sample_ndim`` axes are one sample.
 
         Returns
         -------
