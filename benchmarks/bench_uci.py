@@ -148,7 +148,6 @@ from _data import ALL_DATA, UCI_FOLDERS, load_data, preprocessing
 from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import BayesianRidge
-from sklearn.preprocessing import StandardScaler
 
 from sklearn_swag import (
     MultiSWAGRegressor,
@@ -321,7 +320,7 @@ def run_split(X, y, train, test, split, models, options):
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     X_train, y_train, X_test, y_test = X[train], y[train], X[test], y[test]
     if any(name in NN_MODELS for name in models):
-        warm_up(StandardScaler().fit_transform(X_train), y_train)
+        warm_up(preprocessing().fit_transform(X_train), y_train)
     results, swag_means = {}, {}
     for name in models:
         fit_rows = slice(None)
