@@ -12,9 +12,12 @@ import importlib
 import shlex
 import sys
 import time
+import warnings
+from collections import Counter
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 
 # -- arguments -------------------------------------------------------------------------
@@ -184,6 +187,44 @@ def print_head(titles):
     """A markdown table's title row and rule."""
     print(row(titles))
     print("|---" * len(titles) + "|")
+
+
+# -- warnings the models raise ---------------------------------------------------------
+#: (model, category, message) -> count, for the report of :func:`print_warnings`.
+WARNINGS = Counter()
+
+
+@contextlib.contextmanager
+def noting_warnings(name):
+    """Count the warnings raised inside the block, for model ``name``.
+
+    ``ConvergenceWarning`` is left out (scikit-learn's MLPs raise it on
+    purpose-short budgets); :func:`print_warnings` reports the rest.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            WARNINGS[(name, w.category.__name__, str(w.message)[:200])] += 1
+
+
+def fit_timed(model, X, y, name):
+    """Fit ``model``; its fit seconds (:func:`timed`), warnings counted."""
+    with noting_warnings(name):
+        seconds, _ = timed(lambda: model.fit(X, y))
+    return seconds
+
+
+def print_warnings():
+    """The warnings counted by :func:`noting_warnings`, one line each."""
+    print("\n### Warnings raised by fit / predict (ConvergenceWarning ignored)\n")
+    if not WARNINGS:
+        print("none", flush=True)
+        return
+    for (model, category, message), count in sorted(WARNINGS.items()):
+        print(f"- {model}: {category} x{count}: {message}")
+    print(flush=True)
 
 
 # -- timing ----------------------------------------------------------------------------

@@ -100,26 +100,28 @@ import json
 import sys
 import time
 import warnings
-from collections import Counter
 
 import numpy as np
 import torch
 from _common import (
+    WARNINGS,
     add_overrides,
     argument_parser,
     blas_threads,
     cell,
     command_line,
     defaults_line,
+    fit_timed,
     mean_se,
     name_list,
+    noting_warnings,
     number,
     overrides,
     pin_threads,
     positive,
     print_head,
+    print_warnings,
     row,
-    timed,
     versions,
 )
 from scipy.special import xlogy
@@ -167,8 +169,6 @@ OOD_COLUMNS = {
     "accuracy_in": "accuracy 0-4",
 }
 GOAL = dict(nll_factor=0.8, accuracy_slack=0.005, ece=0.025, auroc_gain=0.02, time=1.5)
-
-WARNINGS = Counter()  # (model, category, message) -> count, for the report
 
 
 # -- models ----------------------------------------------------------------------------
@@ -238,32 +238,14 @@ def epochs_run(model):
     return int((phase == "pretrain").sum(axis=1).max() + model.swag_epochs)
 
 
-def fit_timed(pipe, X, y, name):
-    """Fit ``pipe``; its fit seconds. Warnings other than ConvergenceWarning
-    are counted for the report."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        seconds, _ = timed(lambda: pipe.fit(X, y))
-    note_warnings(name, caught)
-    return seconds
-
-
-def note_warnings(name, caught):
-    for w in caught:
-        if not issubclass(w.category, ConvergenceWarning):
-            WARNINGS[(name, w.category.__name__, str(w.message)[:200])] += 1
-
-
 def predictions(pipe, X, name):
     """``predict_proba`` and, for models with one, ``predict_dist`` at ``X``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with noting_warnings(name):
         proba = pipe.predict_proba(X)
         model = pipe[-1]
         dist = None
         if hasattr(model, "predict_dist"):
             dist = model.predict_dist(pipe[:-1].transform(X))
-    note_warnings(name, caught)
     return proba, dist
 
 
@@ -575,16 +557,6 @@ def print_done_when(all_results, ood, overrides):
     for ok, text in lines:
         status = "n/a " if ok is None else ("PASS" if ok else "FAIL")
         print(f"- {status} {text}")
-    print(flush=True)
-
-
-def print_warnings():
-    print("\n### Warnings raised by fit / predict (ConvergenceWarning ignored)\n")
-    if not WARNINGS:
-        print("none", flush=True)
-        return
-    for (model, category, message), count in sorted(WARNINGS.items()):
-        print(f"- {model}: {category} x{count}: {message}")
     print(flush=True)
 
 

@@ -67,7 +67,6 @@ Run from the repository root::
 import argparse
 import time
 import warnings
-from collections import Counter
 
 import numpy as np
 import torch
@@ -76,14 +75,16 @@ from _common import (
     blas_threads,
     cell,
     command_line,
+    fit_timed,
     mean_se,
     name_list,
+    noting_warnings,
     number,
     pin_threads,
     positive,
     print_head,
+    print_warnings,
     row,
-    timed,
     versions,
 )
 from scipy.special import xlogy
@@ -118,8 +119,6 @@ OOD_COLUMNS = {
     "auroc_expected_entropy": "AUROC exp. entropy",
     "accuracy_in": "accuracy 0-4",
 }
-
-WARNINGS = Counter()  # (model, category, message) -> count, for the report
 
 
 # -- models ----------------------------------------------------------------------------
@@ -222,28 +221,11 @@ def entropy(proba):
     return -xlogy(proba, proba).sum(axis=-1)
 
 
-def note_warnings(name, caught):
-    for w in caught:
-        if not issubclass(w.category, ConvergenceWarning):
-            WARNINGS[(name, w.category.__name__, str(w.message)[:200])] += 1
-
-
-def fit_timed(model, X, y, name):
-    """Fit ``model``; its fit seconds. Warnings are counted for the report."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        seconds, _ = timed(lambda: model.fit(X, y))
-    note_warnings(name, caught)
-    return seconds
-
-
 def predictions(model, X, name):
     """``predict_proba`` (float64, rows summing to 1) and ``predict_dist`` or None."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with noting_warnings(name):
         proba = np.asarray(model.predict_proba(X), dtype=np.float64)
         dist = model.predict_dist(X) if hasattr(model, "predict_dist") else None
-    note_warnings(name, caught)
     return proba / proba.sum(axis=1, keepdims=True), dist
 
 
@@ -399,16 +381,6 @@ def print_done_when(results, times):
                 f"- paired NLL {name} - cnn per split: {number(mean)} +- "
                 f"{number(se)} (< 0: {name} better)"
             )
-    print(flush=True)
-
-
-def print_warnings():
-    print("\n### Warnings raised by fit / predict (ConvergenceWarning ignored)\n")
-    if not WARNINGS:
-        print("none", flush=True)
-        return
-    for (model, category, message), count in sorted(WARNINGS.items()):
-        print(f"- {model}: {category} x{count}: {message}")
     print(flush=True)
 
 
