@@ -130,7 +130,7 @@ def test_ctrl_c_stops_fit_and_keeps_the_earlier_model(
 #: A fit in two threads that sends itself SIGINT once both train, then reports
 #: which threads trained after fit raised, and exits by the KeyboardInterrupt.
 _INTERRUPTED_FIT = """
-import json, os, signal, threading, time
+import faulthandler, json, os, signal, sys, threading, time
 import joblib
 import numpy as np
 from skorch.callbacks import Callback
@@ -154,6 +154,17 @@ reg = MultiSWAGRegressor(
 ).fit(X, y)
 before = reg.predict(X)
 reg.set_params(n_jobs=2, pretrain_epochs=10**6, callbacks=[Probe()])
+
+
+def watchdog():  # both workers should train within seconds: say where they are
+    if not timer:
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+dog = threading.Timer(120, watchdog)
+dog.daemon = True
+dog.start()
 outcome = "finished"
 try:
     with joblib.parallel_backend("threading"):
@@ -161,11 +172,13 @@ try:
 except KeyboardInterrupt:
     outcome = "interrupted"
 caught = time.monotonic()
+dog.cancel()
 time.sleep(0.5)
 report = {
     "outcome": outcome,
     "threads_training_after": len({i for i, at in batches if at > caught}),
     "same_predictions": bool(np.array_equal(reg.predict(X), before)),
+    "threads_that_trained": len({ident for ident, _ in batches}),
 }
 print(json.dumps(report), flush=True)
 raise KeyboardInterrupt
@@ -189,7 +202,8 @@ def test_ctrl_c_stops_every_worker_thread_and_the_process_exits_normally(tmp_pat
         "outcome": "interrupted",
         "threads_training_after": 0,
         "same_predictions": True,
-    }
+        "threads_that_trained": 2,
+    }, done.stderr
     # An uncaught KeyboardInterrupt ends Python by SIGINT (130 in a shell).
     assert done.returncode in (-signal.SIGINT, 128 + signal.SIGINT), done.stderr
 
