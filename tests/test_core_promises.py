@@ -136,6 +136,9 @@ import numpy as np
 from skorch.callbacks import Callback
 from sklearn_swag import MultiSWAGRegressor
 
+# Ctrl-C raises KeyboardInterrupt even where the parent ignores SIGINT (a
+# background job of a shell without job control passes SIG_IGN on).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 batches, timer = [], []
 
 class Probe(Callback):
