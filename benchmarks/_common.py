@@ -178,6 +178,19 @@ def cell(values):
     return f"{number(mean)} +- {number(se)}"
 
 
+def optional_cell(values):
+    """:func:`cell`, or "-" where every value is NaN (a metric a model lacks)."""
+    return "-" if np.all(np.isnan(values)) else cell(values)
+
+
+def collect(per_split, models):
+    """``{model: {metric: ndarray (n_splits,)}}`` from a list of split results."""
+    return {
+        name: {k: np.array([r[name][k] for r in per_split]) for k in per_split[0][name]}
+        for name in models
+    }
+
+
 def row(cells):
     """One markdown table row."""
     return "| " + " | ".join(cells) + " |"

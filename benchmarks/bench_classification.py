@@ -108,7 +108,7 @@ from _common import (
     add_overrides,
     argument_parser,
     blas_threads,
-    cell,
+    collect,
     command_line,
     defaults_line,
     fit_timed,
@@ -116,6 +116,7 @@ from _common import (
     name_list,
     noting_warnings,
     number,
+    optional_cell,
     overrides,
     pin_threads,
     positive,
@@ -381,19 +382,7 @@ def run_ood_split(X, y, train, test, split, models, overrides):
     return results, extra
 
 
-def collect(per_split, models):
-    """``{model: {metric: ndarray (n_splits,)}}`` from a list of split results."""
-    return {
-        name: {k: np.array([r[name][k] for r in per_split]) for k in per_split[0][name]}
-        for name in models
-    }
-
-
 # -- report ----------------------------------------------------------------------------
-def optional_cell(values):
-    return "-" if np.all(np.isnan(values)) else cell(values)
-
-
 def print_table(name, results, columns, extras, n_train, n_test):
     print(f"\n### {name}\n", flush=True)
     print_head(["model", *columns.values()])

@@ -73,13 +73,14 @@ import torch
 from _common import (
     argument_parser,
     blas_threads,
-    cell,
+    collect,
     command_line,
     fit_timed,
     mean_se,
     name_list,
     noting_warnings,
     number,
+    optional_cell,
     pin_threads,
     positive,
     print_head,
@@ -320,18 +321,10 @@ def run_splits(run, X, y, splits, args):
         per_split.append(result)
         times.append(seconds)
         print(f"  split {split} done", flush=True)
-    results = {
-        name: {k: np.array([r[name][k] for r in per_split]) for k in per_split[0][name]}
-        for name in args.models
-    }
-    return results, times
+    return collect(per_split, args.models), times
 
 
 # -- report ----------------------------------------------------------------------------
-def optional_cell(values):
-    return "-" if np.all(np.isnan(values)) else cell(values)
-
-
 def print_table(title, results, columns, n_splits, n_train, n_test):
     print(f"\n### {title}\n", flush=True)
     print_head(["model", *columns.values()])
