@@ -7,73 +7,11 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
+from lowering_checks import M, N, _compare, _copies, _features, _randn, _stacked
 from networks import SeedNet
 from torch import nn
-from torch.func import stack_module_state
 
 from sklearn_swag._network.lowering import LoweringError, lower
-
-M, N = 3, 5
-
-
-def _copies(factory, m=M, seed=0):
-    """``m`` independently initialised copies, the global seed left alone."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return [factory() for _ in range(m)]
-
-
-def _randn(*shape, seed=1):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _stacked(lowered, nets):
-    params, buffers = stack_module_state(nets)
-    P = [params[n].detach().clone().requires_grad_() for n in lowered.param_names]
-    B = [buffers[n].detach().clone() for n in lowered.buffer_names]
-    return P, B
-
-
-def _compare(
-    factory,
-    make_x,
-    modes=("train", "eval"),
-    grad=False,
-    atol=1e-5,
-    shared=(True, False),
-):
-    """Outputs, gradients and buffers of the lowered network against the copies."""
-    nets = _copies(factory)
-    lowered = lower(nets[0])
-    for mode in modes:
-        for shared_input in shared:
-            copies = [copy.deepcopy(net).train(mode == "train") for net in nets]
-            P, B = _stacked(lowered, copies)
-            x = make_x() if shared_input else torch.stack([make_x(s) for s in range(M)])
-            out = lowered(P, B, x, mode=mode, shared_input=shared_input)
-            refs = [c(x if shared_input else x[i]) for i, c in enumerate(copies)]
-            assert out.shape == (M, *refs[0].shape)
-            for i in range(M):
-                torch.testing.assert_close(out[i], refs[i], atol=atol, rtol=1e-4)
-            for j, name in enumerate(lowered.buffer_names):
-                for i, c in enumerate(copies):
-                    expected = dict(c.named_buffers())[name]
-                    torch.testing.assert_close(B[j][i], expected, atol=atol, rtol=1e-4)
-            if grad:
-                w = _randn(*out.shape, seed=7)
-                (out * w).sum().backward()
-                for i, c in enumerate(copies):
-                    (refs[i] * w[i]).sum().backward()
-                    own = dict(c.named_parameters())
-                    for k, name in enumerate(lowered.param_names):
-                        torch.testing.assert_close(
-                            P[k].grad[i], own[name].grad, atol=atol, rtol=1e-4
-                        )
-    return lowered
-
-
-def _features(*shape):
-    return lambda seed=1: _randn(N, *shape, seed=seed)
 
 
 def Net():

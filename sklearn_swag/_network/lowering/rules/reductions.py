@@ -86,3 +86,34 @@ def softmax_module(
     name = "softmax" if isinstance(mod, nn.Softmax) else "log_softmax"
     out = lw.meth(name, x.node, shift(mod.dim, x.batched))
     return Value(out, "tensor", x.batched, x.ndim, exclusive=True)
+
+
+@function_rule(torch.max, torch.min)
+@method_rule("max", "min")
+def max_min(lw: Lowerer, node: fx.Node) -> Value:
+    """``max`` and ``min``: of every element, along ``dim`` (values and indices),
+    or of two tensors elementwise."""
+    args, kwargs = node.args, dict(node.kwargs)
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    x = lw.tensor(args[0], name)
+    other = arg(args, kwargs, 1, "other")
+    if isinstance(other, fx.Node) and lw.env[other].kind == "tensor":
+        return lw.pointwise(node, args, kwargs)
+    dim = arg(args, kwargs, 1, "dim")
+    if dim is None:
+        if len(args) > 1 or kwargs:
+            raise LoweringError(f"{name} with unsupported arguments")
+        reduce = "amax" if name == "max" else "amin"
+        if x.batched:
+            out = lw.fn(kernels.reduce_all, x.node, reduce, {})
+        else:
+            out = lw.like(node, (x.node,), {})
+        return Value(out, "tensor", x.batched, 0, exclusive=True)
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise LoweringError(f"{name} along a computed dim")
+    keepdim = arg(args, kwargs, 2, "keepdim", False)
+    if not isinstance(keepdim, bool):
+        raise LoweringError(f"{name} with a computed keepdim")
+    out = lw.like(node, (x.node, shift(dim, x.batched)), {"keepdim": keepdim})
+    ndim = None if x.ndim is None else x.ndim - (not keepdim)
+    return Value(out, "seq", x.batched, ndim)

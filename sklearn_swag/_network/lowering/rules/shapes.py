@@ -57,6 +57,10 @@ def tensor_attribute(lw: Lowerer, node: fx.Node) -> Value:
     """``x.shape``, ``x.ndim``, ``x.dtype``... of each copy."""
     x = lw.v(node.args[0])
     name = node.args[1]
+    if x.kind == "seq" and name in ("values", "indices") and len(node.args) == 2:
+        # the named result of max/min along a dim
+        out = lw.fn(builtins.getattr, x.node, name)
+        return Value(out, "tensor", x.batched, x.ndim)
     if x.kind != "tensor" or len(node.args) != 2:
         raise LoweringError(f"getattr {name!r} of a non-tensor")
     if name in ("dtype", "device", "is_cuda", "requires_grad"):
