@@ -1,11 +1,16 @@
 """Common image and sequence networks lowered, against their copies run one by one."""
 
 import copy
+import warnings
 
+import numpy as np
 import pytest
 import torch
+from conftest import FAST_USER_NET
 from image_networks import (
+    VGG,
     PreResNet,
+    ResNet,
     SequenceConvNet,
     TokenConvNet,
     resnet18,
@@ -15,6 +20,7 @@ from image_networks import (
 from lowering_checks import M, N, _compare, _copies, _features, _stacked
 from torch import nn
 
+from sklearn_swag import MultiSWAGClassifier
 from sklearn_swag._network.lowering import lower
 
 #: Images as the networks were built for: CIFAR's 3x32x32.
@@ -108,3 +114,52 @@ def test_token_conv_net():
 
 def test_sequence_conv_net():
     _compare(SequenceConvNet, _features(7, 2), grad=True)
+
+
+#: Two particles, one epoch of each phase, two draws: a fit on a few rows.
+TINY_FIT = {
+    **FAST_USER_NET,
+    "n_models": 2,
+    "rank": 2,
+    "pretrain_epochs": 1,
+    "swag_epochs": 1,
+    "n_samples": 2,
+    "batch_size": 4,
+    "lr": 0.01,
+}
+
+
+@pytest.mark.parametrize(
+    "module, kwargs, shape",
+    [
+        # ResNet-18's layout at a quarter of its widths: at full width the
+        # SWAG moments of 11 million weights take most of the fit.
+        (ResNet, {"num_classes": 2, "width": 16}, (3, 32, 32)),
+        (PreResNet, {"num_classes": 2}, (3, 32, 32)),
+        (
+            VGG,
+            {
+                "num_classes": 2,
+                "batch_norm": True,
+                "hidden": 16,
+                "pool": 2,
+                "scale": 16,
+            },
+            (3, 32, 32),
+        ),
+        (SequenceConvNet, {"n_outputs": 2}, (7, 2)),
+    ],
+    ids=["resnet18-narrow", "preresnet8", "small-vgg11-bn", "sequence"],
+)
+def test_classifier_fits_and_predicts_without_fallback(module, kwargs, shape):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, *shape)).astype(np.float32)
+    y = np.arange(8) % 2
+    params = {f"module__{k}": v for k, v in kwargs.items()}
+    clf = MultiSWAGClassifier(module=module, **params, **TINY_FIT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback of the batched rewrite
+        clf.fit(X, y)
+        proba = clf.predict_proba(X[:3])
+    assert proba.shape == (3, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
