@@ -77,6 +77,8 @@ def test_conv_net_with_flatten_head():
         lambda: nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True),
         lambda: nn.AdaptiveAvgPool2d((2, 1)),
         lambda: nn.AdaptiveMaxPool2d(1),
+        lambda: nn.MaxPool2d(3, stride=2, padding=1),
+        lambda: nn.AdaptiveAvgPool2d(7),  # more outputs than inputs: repeats
     ],
 )
 def test_pooling_after_conv(pool):
@@ -305,6 +307,55 @@ class Scaled(nn.Module):
 def test_parameters_used_directly_and_residual():
     _compare(Scaled, _features(4), grad=True)
     _compare(Scaled, _features(2, 4))
+
+
+class MaxMin(nn.Module):
+    """``max`` and ``min`` in each of their forms, also on the input itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        first, where = torch.max(x, dim=1)  # (N, 4) of each copy's input
+        h = self.lin(x)  # (N, T, 4)
+        a, _ = torch.max(h, 1)
+        b = h.min(dim=1, keepdim=True).values.squeeze(1)
+        c = torch.max(h, torch.tanh(h)).amin(1) + torch.min(h, dim=-1)[0].sum()
+        d = h.max() - torch.min(h) + x.max()
+        return a + b * c + d + first + where.float()
+
+
+def test_max_and_min():
+    _compare(MaxMin, _features(3, 4), grad=True)
+
+
+class ResidualBlock(nn.Module):
+    """A residual block as torchvision writes it: ``out += identity`` and one
+    in-place ReLU module used twice."""
+
+    def __init__(self, channels=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+def test_residual_block_adds_the_shortcut_in_place():
+    _compare(ResidualBlock, _features(3, 5, 5), grad=True)
+    # a shortcut that a convolution gives and two layers read: not overwritten
+    _compare(
+        lambda: nn.Sequential(nn.Conv2d(3, 3, 1), ResidualBlock()), _features(3, 4, 4)
+    )
 
 
 class Shapes(nn.Module):
