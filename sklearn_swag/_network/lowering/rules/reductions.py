@@ -111,6 +111,8 @@ def max_min(lw: Lowerer, node: fx.Node) -> Value:
         return Value(out, "tensor", x.batched, 0, exclusive=True)
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise LoweringError(f"{name} along a computed dim")
+    if len(args) > 3 or set(kwargs) - {"dim", "keepdim"}:
+        raise LoweringError(f"{name} with unsupported arguments")
     keepdim = arg(args, kwargs, 2, "keepdim", False)
     if not isinstance(keepdim, bool):
         raise LoweringError(f"{name} with a computed keepdim")
