@@ -11,7 +11,7 @@ from lowering_checks import M, N, _compare, _copies, _features, _randn, _stacked
 from networks import SeedNet
 from torch import nn
 
-from sklearn_swag._network.lowering import LoweringError, lower
+from sklearn_swag._network.lowering import LoweringError, kernels, lower
 
 
 def Net():
@@ -51,9 +51,19 @@ def test_one_feature_is_an_outer_product():
         lambda: nn.Conv2d(4, 6, 3, padding=(1, 2), padding_mode="replicate"),
     ],
 )
-def test_conv(conv):
+@pytest.mark.parametrize("fold", [False, True], ids=["one_by_one", "grouped"])
+def test_conv(conv, fold, monkeypatch):
+    # both forms of the stacked convolution: one by one (the CPU's) and the
+    # copies folded into the channels of one grouped convolution (CUDA's)
+    monkeypatch.setattr(kernels, "conv_folds_particles", lambda h: fold)
     dims = len(conv().kernel_size)
     _compare(conv, _features(4, *(7,) * dims), grad=True)
+
+
+def test_convolutions_run_one_by_one_on_the_cpu():
+    assert not kernels.conv_folds_particles(torch.zeros(1))
+    if torch.cuda.is_available():
+        assert kernels.conv_folds_particles(torch.zeros(1, device="cuda"))
 
 
 def test_conv_net_with_flatten_head():

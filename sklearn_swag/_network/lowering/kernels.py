@@ -125,10 +125,15 @@ def conv(
     pad: tuple[int, ...] | None,
     pad_mode: str,
 ) -> torch.Tensor:
-    """Stacked convolution: the particle axis folded into the channels.
+    """Stacked convolution, in the form that is fastest where it runs.
 
-    The result is ``(M, N, C_out, ...)`` as a view of a ``(N, M, C_out, ...)``
-    tensor, which is what the next convolution folds again without a copy.
+    Shared inputs with ``groups=1`` take one ordinary convolution with the
+    filters of every copy side by side. Otherwise, on a GPU the particle axis
+    is folded into the channels (one grouped convolution; the result is a view
+    of a ``(N, M, C_out, ...)`` tensor, which the next convolution folds again
+    without a copy); on the CPU each copy runs its own convolution, because
+    the CPU kernels for grouped convolutions, forward and backward, cost 1.2x
+    to 2.5x the convolutions one by one (``benchmarks/bench_conv.py``).
     """
     conv_nd = _CONV[dims]
     m = weight.shape[0]
@@ -137,22 +142,43 @@ def conv(
             f"conv{dims}d of each copy expects inputs with {dims + 2} "
             f"dimensions, got {h.ndim - (not shared)}."
         )
-    flat_bias = None if bias is None else bias.reshape(-1)
-    flat_weight = weight.reshape(-1, *weight.shape[2:])
     if shared and groups == 1:
         # one ordinary convolution with the filters of every copy side by side
         if pad is not None:
             h = F.pad(h, pad, mode=pad_mode)
+        flat_bias = None if bias is None else bias.reshape(-1)
+        flat_weight = weight.reshape(-1, *weight.shape[2:])
         out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, 1)
-    else:
-        if shared:
-            h = h.expand(m, *h.shape)
-        n = h.shape[1]
-        h = h.transpose(0, 1).reshape(n, -1, *h.shape[3:])
+        return out.view(out.shape[0], m, -1, *out.shape[2:]).transpose(0, 1)
+    if not conv_folds_particles(h):
+        inputs = [h] * m if shared else h.unbind(0)
         if pad is not None:
-            h = F.pad(h, pad, mode=pad_mode)
-        out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, m * groups)
+            inputs = [F.pad(x, pad, mode=pad_mode) for x in inputs]
+        biases = [None] * m if bias is None else bias.unbind(0)
+        outs = [
+            conv_nd(x, w, b, stride, padding, dilation, groups)
+            for x, w, b in zip(inputs, weight.unbind(0), biases, strict=True)
+        ]
+        return torch.stack(outs)
+    if shared:
+        h = h.expand(m, *h.shape)
+    n = h.shape[1]
+    h = h.transpose(0, 1).reshape(n, -1, *h.shape[3:])
+    if pad is not None:
+        h = F.pad(h, pad, mode=pad_mode)
+    flat_bias = None if bias is None else bias.reshape(-1)
+    flat_weight = weight.reshape(-1, *weight.shape[2:])
+    out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, m * groups)
     return out.view(out.shape[0], m, -1, *out.shape[2:]).transpose(0, 1)
+
+
+def conv_folds_particles(h: torch.Tensor) -> bool:
+    """Whether a stacked convolution on ``h``'s device is one grouped convolution.
+
+    On CUDA devices, whose grouped convolution kernels are made for many
+    groups; not on the CPU, where a loop over the copies is faster.
+    """
+    return h.device.type == "cuda"
 
 
 def embedding(

@@ -1,0 +1,124 @@
+"""Stacked convolutions: which form trains M copies fastest, against one network's.
+
+A convolution of ``M`` particles, each with its own filters and its own
+mini-batch (as in training), forward and backward (a gradient for the input,
+the filters and the bias), in the forms the package can take:
+
+- ``one by one``: each copy's own ``F.conv2d`` on its slice of the stacked
+  input, the outputs stacked (what ``kernels.conv`` does on the CPU);
+- ``grouped``: the particle axis folded into the channels, one grouped
+  convolution with ``M`` groups (what ``kernels.conv`` does on CUDA devices);
+- ``grouped CL``: the same in the channels-last memory layout.
+
+Each is timed as the shortest mean of ``--repeats`` rounds of ``--steps``
+steps, and reported as a ratio to ``M`` times one network's convolution of the
+same shape, timed in the same process (``x copies``: 1.0 is the cost of
+training the copies one after another; less is faster). Layer shapes: the two
+convolutions of ``bench_images.py``'s CNN on the digits (8x8), those of a
+28x28 CNN (Conv-ReLU-pool x2, 32 and 64 channels) and a ResNet-18 block
+convolution on 32x32 CIFAR-shaped inputs (64 channels, 32 rows). Torch at
+``--threads`` threads (default 1).
+
+Run from the repository root::
+
+    python benchmarks/bench_conv.py
+    python benchmarks/bench_conv.py --particles 3,8 --threads 2
+"""
+
+import time
+
+import torch
+import torch.nn.functional as F
+from _common import argument_parser, command_line, pin_threads, print_head, row
+
+from sklearn_swag._network.lowering import kernels
+
+#: name, rows per batch, channels in, channels out, height = width
+SHAPES = [
+    ("digits conv1", 128, 1, 16, 8),
+    ("digits conv2", 128, 16, 32, 8),
+    ("28x28 conv1", 128, 1, 32, 28),
+    ("28x28 conv2", 128, 32, 64, 14),
+    ("ResNet-18 block", 32, 64, 64, 32),
+]
+
+
+def seconds_per_step(step, steps, repeats):
+    """The shortest mean seconds of ``step()`` over ``repeats`` rounds."""
+    for _ in range(2):
+        step()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
+def stacked_step(x, w, b, grad, fold, channels_last=False):
+    """One forward and backward of ``kernels.conv`` in the form asked for."""
+
+    def step():
+        h, weight = x, w
+        if channels_last:
+            m, n = x.shape[:2]
+            h = x.transpose(0, 1).reshape(n, -1, *x.shape[3:])
+            h = h.contiguous(memory_format=torch.channels_last)
+            weight = w.reshape(-1, *w.shape[2:])
+            weight = weight.contiguous(memory_format=torch.channels_last)
+            out = F.conv2d(h, weight, b.reshape(-1), 1, 1, 1, m)
+            out = out.view(n, m, -1, *out.shape[2:]).transpose(0, 1)
+        else:
+            original = kernels.conv_folds_particles
+            kernels.conv_folds_particles = lambda _: fold
+            try:
+                out = kernels.conv(
+                    h, weight, b, False, 2, (1, 1), (1, 1), (1, 1), 1, None, "zeros"
+                )
+            finally:
+                kernels.conv_folds_particles = original
+        out.backward(grad)
+
+    return step
+
+
+def main():
+    parser = argument_parser(__doc__)
+    parser.add_argument("--particles", default="3,8", help="M values (default 3,8)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    pin_threads(args.threads)
+    print(command_line())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
+    print_head(["layer", "M", "one network ms", "one by one", "grouped", "grouped CL"])
+    gen = torch.Generator().manual_seed(0)
+    for m in [int(v) for v in args.particles.split(",")]:
+        for name, n, c_in, c_out, size in SHAPES:
+            x1 = torch.randn(n, c_in, size, size, generator=gen, requires_grad=True)
+            w1 = torch.randn(c_out, c_in, 3, 3, generator=gen, requires_grad=True)
+            b1 = torch.randn(c_out, generator=gen, requires_grad=True)
+            g1 = torch.randn(n, c_out, size, size, generator=gen)
+
+            def one():
+                F.conv2d(x1, w1, b1, 1, 1).backward(g1)  # noqa: B023
+
+            x = torch.randn(m, n, c_in, size, size, generator=gen, requires_grad=True)
+            w = torch.randn(m, c_out, c_in, 3, 3, generator=gen, requires_grad=True)
+            b = torch.randn(m, c_out, generator=gen, requires_grad=True)
+            g = torch.randn(m, n, c_out, size, size, generator=gen)
+            base = seconds_per_step(one, args.steps, args.repeats)
+            ratios = [
+                seconds_per_step(stacked_step(x, w, b, g, fold, cl), *budget)
+                / (m * base)
+                for fold, cl in [(False, False), (True, False), (True, True)]
+                for budget in [(args.steps, args.repeats)]
+            ]
+            cells = [name, str(m), f"{base * 1e3:.2f}"]
+            print(row(cells + [f"{r:.2f}" for r in ratios]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
