@@ -146,6 +146,8 @@ class _Run:
     dropout_generators: list = field(default_factory=list)
     #: Whether the group may set torch's thread count (in the main thread).
     own_threads: bool = False
+    #: The most torch threads the run may try: the count it found on starting.
+    thread_limit: int = 1
 
     def started(self, seeds: np.ndarray, index: int, own_threads: bool) -> _Run:
         """The ``index``-th run of the group: its generators seeded, its threads set.
@@ -166,6 +168,9 @@ class _Run:
             )
             for s in seeds[:, DATA_SEED]
         ]
+        # never more threads than this process allows (OMP_NUM_THREADS, a loky
+        # worker's share, the user's torch.set_num_threads)
+        thread_limit = torch.get_num_threads()
         if self.device.type == "cpu" and own_threads:
             set_thread_count(1)  # ThreadTuner tries more where it may pay
         return replace(
@@ -173,6 +178,7 @@ class _Run:
             generators=generators,
             dropout_generators=dropout_generators,
             own_threads=own_threads,
+            thread_limit=thread_limit,
         )
 
     def net(
@@ -196,6 +202,7 @@ class _Run:
             self.particle_ids[members],
             swag_start,
             self.own_threads,
+            self.thread_limit,
             monitor,
             self.progress,
             self.stop,

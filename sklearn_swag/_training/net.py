@@ -124,6 +124,7 @@ def _callbacks(
     particle_ids: np.ndarray,
     swag_start: int,
     own_threads: bool = True,
+    thread_limit: int | None = None,
     monitor: PretrainingMonitor | None = None,
     progress: EpochProgress | None = None,
     stop: StopSignal | None = None,
@@ -167,8 +168,11 @@ def _callbacks(
     if progress is not None:
         callbacks.append(("progress", progress))
     # Never more threads than this process allows (OMP_NUM_THREADS, a loky
-    # worker's share, the user's torch.set_num_threads).
-    threads = min(plan.threads_for(len(particle_ids), n_rows), torch.get_num_threads())
+    # worker's share, the user's torch.set_num_threads), as found when the run
+    # started, before it set one thread.
+    if thread_limit is None:
+        thread_limit = torch.get_num_threads()
+    threads = min(plan.threads_for(len(particle_ids), n_rows), thread_limit)
     on_cpu = next(stack.parameters()).device.type == "cpu"
     if on_cpu and own_threads and threads > 1:
         callbacks.append(("threads", ThreadTuner(ThreadChooser(threads))))

@@ -178,3 +178,39 @@ def test_only_the_main_thread_changes_the_thread_count():
     assert found[0] is False and found[1].startswith("Only the main thread")
     with threads_restored() as may_change:
         assert may_change
+
+
+def test_a_fit_in_the_main_thread_tries_the_threads_it_found(
+    regression_data, monkeypatch
+):
+    # The run sets one thread before it builds its callbacks: the threads its
+    # training may try are those it found, not the one it set.
+    from sklearn_swag._training.callbacks import ThreadTuner
+
+    X, y = regression_data
+    tried = []
+    original = ThreadTuner.on_train_begin
+
+    def on_train_begin(tuner, net, **kwargs):
+        tried.append(tuner.chooser.threads)
+        original(tuner, net, **kwargs)
+
+    monkeypatch.setattr(ThreadTuner, "on_train_begin", on_train_begin)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        MultiSWAGRegressor(
+            module__hidden_layer_sizes=(256, 256),
+            noise="homoscedastic",
+            n_models=2,
+            pretrain_epochs=1,
+            swag_epochs=1,
+            batch_size=128,
+            n_samples=2,
+            validation_fraction=0,
+            random_state=0,
+        ).fit(X, y)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert tried == [2]  # one run: pretraining, then SWAG epochs
