@@ -105,6 +105,32 @@ def test_pooling_after_conv(pool):
     _compare(lambda: nn.Sequential(pool(), nn.Conv2d(2, 3, 1)), _features(2, 6, 6))
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=(3, 2), stride=(1, 2), dilation=(1, 2), ceil_mode=True),
+        dict(kernel_size=2, stride=[]),
+    ],
+)
+def test_max_pooling_channels_last_is_torchs_to_the_bit(args):
+    from sklearn_swag._network.lowering.kernels import (
+        _ChannelsLastMaxPool2d,
+        _max_pool2d_args,
+    )
+
+    x = torch.relu(_randn(6, 4, 7, 9))  # ties: the zeros of the ReLU
+    x = x.round(decimals=1).requires_grad_()  # and among positive values
+    ours = _ChannelsLastMaxPool2d.apply(x, *_max_pool2d_args(**args))
+    theirs = F.max_pool2d(x, **args)
+    assert torch.equal(ours, theirs) and ours.is_contiguous()
+    g = _randn(*theirs.shape, seed=3)
+    (ours_grad,) = torch.autograd.grad(ours, x, g)
+    (theirs_grad,) = torch.autograd.grad(theirs, x, g)
+    assert torch.equal(ours_grad, theirs_grad) and ours_grad.is_contiguous()
+
+
 def _bn_net(kind, **kwargs):
     if kind == "1d":
         return lambda: nn.Sequential(
