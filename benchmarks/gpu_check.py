@@ -1,4 +1,4 @@
-"""GPU check: the seed workload on CUDA, several GPUs, prediction, a classifier.
+"""GPU check: the seed workload on CUDA, several GPUs, prediction, classifiers.
 
 One prepared script for a machine with one or more CUDA GPUs. Without CUDA it
 prints a message and exits with code 0. It prints one table per section, then
@@ -60,6 +60,11 @@ failed.
    test rows, placement, and the pickle reloaded with CUDA hidden, which must
    warn, switch to ``device='cpu'`` and give the same probabilities (1e-5).
 
+5. **ResNet-18 particles** (``_gpu_resnet.py`` says how): ResNet-18 on random
+   CIFAR-shaped images, 1, 8 and 32 particles (``--resnet-particles``), fit
+   seconds against one network trained by a plain loop, and on CUDA the
+   grouped convolutions against the convolutions one by one.
+
 Any fit or timing that would start after ``--budget-s`` seconds (default 240)
 is skipped and its row says so (not a failure; the last line counts them), so
 that the whole run stays under about 6 minutes. It imports only torch, numpy,
@@ -73,7 +78,7 @@ Run from the repository root::
     # device=["cpu", "cpu"] with n_jobs=2; 20,000 rows predicted, 5,000 on
     # the "CPU"):
     PYTHONPATH=. python benchmarks/gpu_check.py --device cpu --particles 4 8 \\
-        --epochs-scale 0.02
+        --epochs-scale 0.02 --resnet-particles 1 2 --resnet-width 8
 """
 
 import json
@@ -89,6 +94,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import add_epochs_scale, argument_parser, timed, versions
+from _gpu_resnet import resnet_section
 
 N_QUERY = 1000
 #: Most epochs of the short fit that several devices must reproduce to 1e-4.
@@ -537,6 +543,21 @@ def parse_args(argv=None):
         default=None,
         help="of those, rows predicted on the CPU (default: 100,000; 5,000 on cpu)",
     )
+    parser.add_argument(
+        "--resnet-particles", nargs="+", type=int, default=[1, 8, 32], metavar="P"
+    )
+    parser.add_argument(
+        "--resnet-rows",
+        type=int,
+        default=None,
+        help="random images of section 5 (default: 2,048; 64 on cpu)",
+    )
+    parser.add_argument(
+        "--resnet-width",
+        type=int,
+        default=64,
+        help="channels of ResNet-18's first stage (default 64; less for dry runs)",
+    )
     return parser.parse_args(argv)
 
 
@@ -585,6 +606,7 @@ def main(argv=None):
         ),
         ("3. prediction throughput", lambda: throughput_section(run, args)),
         ("4. classifier", lambda: classifier_section(run, args)),
+        ("5. ResNet-18 particles", lambda: resnet_section(run, args)),
     ):
         print(f"\n{title}", flush=True)
         tables.append((title, section()))

@@ -34,6 +34,13 @@ def test_gpu_check_dry_run_passes():
             "4",
             "--epochs-scale",
             "0.02",
+            "--resnet-particles",
+            "1",
+            "2",
+            "--resnet-width",
+            "8",
+            "--resnet-rows",
+            "16",
         ],
         capture_output=True,
         text=True,
@@ -51,6 +58,7 @@ def test_gpu_check_dry_run_passes():
         "2. several devices",
         "3. prediction",
         "4. classifier",
+        "5. ResNet-18 particles",
     ):
         assert title in result.stdout, output
     assert "device=['cpu', 'cpu'], n_jobs=2" in result.stdout, output
