@@ -59,6 +59,18 @@ class BasicBlock(nn.Module):
         return out
 
 
+def stage(block, inplanes, planes, blocks, stride, norm):
+    """``blocks`` residual blocks, the first with a 1x1-convolution shortcut
+    (and a BatchNorm after it with ``norm``) where the shape changes."""
+    downsample = None
+    if stride != 1 or inplanes != planes:
+        shortcut = [nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False)]
+        downsample = nn.Sequential(*shortcut, *([nn.BatchNorm2d(planes)] * norm))
+    layers = [block(inplanes, planes, stride, downsample)]
+    layers += [block(planes, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
 class ResNet(nn.Module):
     """torchvision's ``ResNet`` with ``BasicBlock`` (ResNet-18 with the defaults).
 
@@ -99,16 +111,9 @@ class ResNet(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     def _make_layer(self, planes, blocks, stride=1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes),
-            )
-        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        layer = stage(BasicBlock, self.inplanes, planes, blocks, stride, True)
         self.inplanes = planes
-        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
+        return layer
 
     def forward(self, x):
         x = self.conv1(x)
@@ -299,15 +304,9 @@ class PreResNet(nn.Module):
                 m.bias.data.zero_()
 
     def _make_layer(self, planes, blocks, stride=1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes, 1, stride=stride, bias=False)
-            )
-        layers = [PreActBlock(self.inplanes, planes, stride, downsample)]
+        layer = stage(PreActBlock, self.inplanes, planes, blocks, stride, False)
         self.inplanes = planes
-        layers += [PreActBlock(planes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
+        return layer
 
     def forward(self, x):
         x = self.conv1(x)
