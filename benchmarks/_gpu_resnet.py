@@ -15,7 +15,7 @@ seconds over ``P`` times the baseline's: the cost of a particle against one
 network trained alone (below 1: particles are cheaper batched).
 
 For ``P`` of at least 8 the fit is repeated with the convolutions run one by
-one (``kernels.conv_folds_particles`` forced off; the default on CUDA is one
+one (``kernels.folds_particles`` forced off; the default on CUDA is one
 grouped convolution): ``grouped / one by one`` is the ratio of their seconds,
 the measurement behind the package's choice of form on the device.
 """
@@ -94,9 +94,9 @@ def fit_seconds(cls, kwargs, X, y, device, particles, fold=None):
         device=device,
         random_state=0,
     )
-    original = kernels.conv_folds_particles
+    original = kernels.folds_particles
     if fold is not None:
-        kernels.conv_folds_particles = lambda h: fold
+        kernels.folds_particles = lambda h: fold
     try:
         synchronize(device)
         start = time.perf_counter()
@@ -104,7 +104,7 @@ def fit_seconds(cls, kwargs, X, y, device, particles, fold=None):
         synchronize(device)
         return time.perf_counter() - start, clf
     finally:
-        kernels.conv_folds_particles = original
+        kernels.folds_particles = original
 
 
 def resnet_section(run, args):

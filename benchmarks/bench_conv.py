@@ -70,14 +70,14 @@ def stacked_step(x, w, b, grad, fold, channels_last=False):
             out = F.conv2d(h, weight, b.reshape(-1), 1, 1, 1, m)
             out = out.view(n, m, -1, *out.shape[2:]).transpose(0, 1)
         else:
-            original = kernels.conv_folds_particles
-            kernels.conv_folds_particles = lambda _: fold
+            original = kernels.folds_particles
+            kernels.folds_particles = lambda _: fold
             try:
                 out = kernels.conv(
                     h, weight, b, False, 2, (1, 1), (1, 1), (1, 1), 1, None, "zeros"
                 )
             finally:
-                kernels.conv_folds_particles = original
+                kernels.folds_particles = original
         out.backward(grad)
 
     return step

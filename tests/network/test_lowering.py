@@ -55,15 +55,15 @@ def test_one_feature_is_an_outer_product():
 def test_conv(conv, fold, monkeypatch):
     # both forms of the stacked convolution: one by one (the CPU's) and the
     # copies folded into the channels of one grouped convolution (CUDA's)
-    monkeypatch.setattr(kernels, "conv_folds_particles", lambda h: fold)
+    monkeypatch.setattr(kernels, "folds_particles", lambda h: fold)
     dims = len(conv().kernel_size)
     _compare(conv, _features(4, *(7,) * dims), grad=True)
 
 
-def test_convolutions_run_one_by_one_on_the_cpu():
-    assert not kernels.conv_folds_particles(torch.zeros(1))
+def test_convolutions_and_batch_norms_run_one_by_one_on_the_cpu():
+    assert not kernels.folds_particles(torch.zeros(1))
     if torch.cuda.is_available():
-        assert kernels.conv_folds_particles(torch.zeros(1, device="cuda"))
+        assert kernels.folds_particles(torch.zeros(1, device="cuda"))
 
 
 def test_conv_net_with_flatten_head():
@@ -149,13 +149,18 @@ _BN_INPUTS = {"1d": (4,), "1d-seq": (3, 6), "2d": (3, 5, 5)}
     "kwargs",
     [{}, {"affine": False}, {"momentum": None}, {"track_running_stats": False}],
 )
-def test_batch_norm(kind, kwargs):
+@pytest.mark.parametrize("fold", [False, True], ids=["one_by_one", "folded"])
+def test_batch_norm(kind, kwargs, fold, monkeypatch):
+    # each copy's own BatchNorm (the CPU's) and one over M * C channels (CUDA's)
+    monkeypatch.setattr(kernels, "folds_particles", lambda h: fold)
     lowered = _compare(_bn_net(kind, **kwargs), _features(*_BN_INPUTS[kind]), grad=True)
     assert lowered.has_batch_norm
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_batch_norm_running_stats_after_two_steps(momentum):
+@pytest.mark.parametrize("fold", [False, True], ids=["one_by_one", "folded"])
+def test_batch_norm_running_stats_after_two_steps(momentum, fold, monkeypatch):
+    monkeypatch.setattr(kernels, "folds_particles", lambda h: fold)
     nets = _copies(
         lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=momentum))
     )

@@ -150,7 +150,7 @@ def conv(
         flat_weight = weight.reshape(-1, *weight.shape[2:])
         out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, 1)
         return out.view(out.shape[0], m, -1, *out.shape[2:]).transpose(0, 1)
-    if not conv_folds_particles(h):
+    if not folds_particles(h):
         inputs = [h] * m if shared else h.unbind(0)
         if pad is not None:
             inputs = [F.pad(x, pad, mode=pad_mode) for x in inputs]
@@ -172,11 +172,14 @@ def conv(
     return out.view(out.shape[0], m, -1, *out.shape[2:]).transpose(0, 1)
 
 
-def conv_folds_particles(h: torch.Tensor) -> bool:
-    """Whether a stacked convolution on ``h``'s device is one grouped convolution.
+def folds_particles(h: torch.Tensor) -> bool:
+    """Whether the kernels on ``h``'s device fold the particle axis into channels.
 
-    On CUDA devices, whose grouped convolution kernels are made for many
-    groups; not on the CPU, where a loop over the copies is faster.
+    Then a stacked convolution is one grouped convolution and a stacked
+    BatchNorm one BatchNorm over ``M * C`` channels: on CUDA devices, whose
+    kernels are made for many channels and groups. Not on the CPU, where each
+    copy's own convolution and BatchNorm cost less than the grouped kernels
+    and the copies that folding needs (``benchmarks/bench_conv.py``).
     """
     return h.device.type == "cuda"
 
@@ -292,15 +295,7 @@ def batch_norm(
     """
     m, n, c = h.shape[:3]
     spatial = h.shape[3:]
-    folded = h.transpose(0, 1).reshape(n, m * c, *spatial)
-    w = None if weight is None else weight.reshape(-1)
-    b = None if bias is None else bias.reshape(-1)
-    if not batch_stats:
-        out = F.batch_norm(
-            folded, running_mean.view(-1), running_var.view(-1), w, b, False, 0.0, eps
-        )
-        return out.view(n, m, c, *spatial).transpose(0, 1)
-    if folded.numel() // (m * c) <= 1:
+    if batch_stats and h[0].numel() // c <= 1:
         raise ValueError(
             f"Expected more than 1 value per channel when training, got "
             f"input size {tuple(h.shape[1:])} for each copy."
@@ -311,6 +306,24 @@ def batch_norm(
         and running_mean.is_contiguous()
         and running_var.is_contiguous()
     )
+    if (
+        not folds_particles(h)
+        and not h.transpose(0, 1).is_contiguous()
+        and (native or not update)
+    ):
+        # where folding would copy h, each copy's own BatchNorm is cheaper
+        return _batch_norm_one_by_one(
+            h, weight, bias, running_mean, running_var, count, eps, momentum,
+            batch_stats, update,
+        )  # fmt: skip
+    folded = h.transpose(0, 1).reshape(n, m * c, *spatial)
+    w = None if weight is None else weight.reshape(-1)
+    b = None if bias is None else bias.reshape(-1)
+    if not batch_stats:
+        out = F.batch_norm(
+            folded, running_mean.view(-1), running_var.view(-1), w, b, False, 0.0, eps
+        )
+        return out.view(n, m, c, *spatial).transpose(0, 1)
     if native:  # torch updates the running statistics itself
         with torch.no_grad():
             count.add_(1)
@@ -331,6 +344,38 @@ def batch_norm(
             folded, running_mean, running_var, count, momentum, cumulative
         )
     return out.view(n, m, c, *spatial).transpose(0, 1)
+
+
+def _batch_norm_one_by_one(
+    h, weight, bias, running_mean, running_var, count, eps, momentum, batch_stats,
+    update,
+) -> torch.Tensor:  # fmt: skip
+    """:func:`batch_norm` as each copy's own ``F.batch_norm``, the outputs stacked.
+
+    For the cases torch's kernel covers: evaluation, batch statistics alone, or
+    batch statistics with running statistics updated by ``momentum`` (in place,
+    through each copy's row of the contiguous ``(M, C)`` statistics).
+    """
+    m = h.shape[0]
+    none = [None] * m
+    weights = none if weight is None else weight.unbind(0)
+    biases = none if bias is None else bias.unbind(0)
+    if batch_stats and not update:
+        means = variances = none
+    else:
+        means, variances = running_mean.unbind(0), running_var.unbind(0)
+    if batch_stats and update:
+        with torch.no_grad():
+            count.add_(1)
+    rate = momentum if update else 0.0
+    return torch.stack(
+        [
+            F.batch_norm(x, mean, var, w, b, batch_stats, rate, eps)
+            for x, mean, var, w, b in zip(
+                h.unbind(0), means, variances, weights, biases, strict=True
+            )
+        ]
+    )
 
 
 @torch.no_grad()
