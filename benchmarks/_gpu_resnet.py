@@ -14,10 +14,11 @@ second (the baseline, re-measured before every row). ``x one`` is the fit's
 seconds over ``P`` times the baseline's: the cost of a particle against one
 network trained alone (below 1: particles are cheaper batched).
 
-For ``P`` of at least 8 the fit is repeated with the convolutions run one by
-one (``kernels.folds_particles`` forced off; the default on CUDA is one
-grouped convolution): ``grouped / one by one`` is the ratio of their seconds,
-the measurement behind the package's choice of form on the device.
+For ``P`` of at least 8 the fit is repeated with the convolutions and
+BatchNorms run copy by copy (``kernels.folds_particles`` forced off; on CUDA
+the default folds the particles into the channels: one grouped convolution):
+``grouped / one by one`` is the ratio of their seconds, the measurement behind
+the package's choice of form on the device.
 """
 
 import sys
