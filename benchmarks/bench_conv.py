@@ -11,7 +11,8 @@ the filters and the bias), in the forms the package can take:
 - ``grouped CL``: the same in the channels-last memory layout.
 
 Each is timed as the shortest mean of ``--repeats`` rounds of ``--steps``
-steps, and reported as a ratio to ``M`` times one network's convolution of the
+steps, the forms and one network's convolution taking turns in every round,
+and reported as a ratio to ``M`` times one network's convolution of the
 same shape, timed in the same process (``x copies``: 1.0 is the cost of
 training the copies one after another; less is faster). Layer shapes: the two
 convolutions of ``bench_images.py``'s CNN on the digits (8x8), those of a
@@ -33,6 +34,13 @@ from _common import argument_parser, command_line, pin_threads, print_head, row
 
 from sklearn_swag._network.lowering import kernels
 
+#: label, folded into the channels, channels-last
+FORMS = [
+    ("one by one", False, False),
+    ("grouped", True, False),
+    ("grouped CL", True, True),
+]
+
 #: name, rows per batch, channels in, channels out, height = width
 SHAPES = [
     ("digits conv1", 128, 1, 16, 8),
@@ -43,16 +51,22 @@ SHAPES = [
 ]
 
 
-def seconds_per_step(step, steps, repeats):
-    """The shortest mean seconds of ``step()`` over ``repeats`` rounds."""
-    for _ in range(2):
-        step()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+def seconds_per_step(steps_by_name, steps, repeats):
+    """The shortest mean seconds of each step over ``repeats`` rounds.
+
+    The steps take turns within every round, so that a slow moment of a
+    shared machine falls on all of them.
+    """
+    for step in steps_by_name.values():
+        for _ in range(2):
             step()
-        best = min(best, (time.perf_counter() - start) / steps)
+    best = dict.fromkeys(steps_by_name, float("inf"))
+    for _ in range(repeats):
+        for name, step in steps_by_name.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            best[name] = min(best[name], (time.perf_counter() - start) / steps)
     return best
 
 
@@ -109,13 +123,12 @@ def main():
             w = torch.randn(m, c_out, c_in, 3, 3, generator=gen, requires_grad=True)
             b = torch.randn(m, c_out, generator=gen, requires_grad=True)
             g = torch.randn(m, n, c_out, size, size, generator=gen)
-            base = seconds_per_step(one, args.steps, args.repeats)
-            ratios = [
-                seconds_per_step(stacked_step(x, w, b, g, fold, cl), *budget)
-                / (m * base)
-                for fold, cl in [(False, False), (True, False), (True, True)]
-                for budget in [(args.steps, args.repeats)]
-            ]
+            forms = {"one": one}
+            for label, fold, cl in FORMS:
+                forms[label] = stacked_step(x, w, b, g, fold, cl)
+            best = seconds_per_step(forms, args.steps, args.repeats)
+            base = best.pop("one")
+            ratios = [seconds / (m * base) for seconds in best.values()]
             cells = [name, str(m), f"{base * 1e3:.2f}"]
             print(row(cells + [f"{r:.2f}" for r in ratios]), flush=True)
 
