@@ -132,8 +132,8 @@ def conv(
     is folded into the channels (one grouped convolution; the result is a view
     of a ``(N, M, C_out, ...)`` tensor, which the next convolution folds again
     without a copy); on the CPU each copy runs its own convolution, because
-    the CPU kernels for grouped convolutions, forward and backward, cost 1.2x
-    to 2.5x the convolutions one by one (``benchmarks/bench_conv.py``).
+    the CPU kernels for grouped convolutions, forward and backward, cost up to
+    2x the convolutions one by one for 8 copies (``benchmarks/bench_conv.py``).
     """
     conv_nd = _CONV[dims]
     m = weight.shape[0]
