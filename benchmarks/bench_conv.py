@@ -4,11 +4,15 @@ A convolution of ``M`` particles, each with its own filters and its own
 mini-batch (as in training), forward and backward (a gradient for the input,
 the filters and the bias), in the forms the package can take:
 
-- ``one by one``: each copy's own ``F.conv2d`` on its slice of the stacked
+- ``copy by copy``: each copy's own ``F.conv2d`` on its slice of the stacked
   input, the outputs stacked (what ``kernels.conv`` does on the CPU);
 - ``grouped``: the particle axis folded into the channels, one grouped
   convolution with ``M`` groups (what ``kernels.conv`` does on CUDA devices);
-- ``grouped CL``: the same in the channels-last memory layout.
+- ``grouped CL``: the same in the channels-last memory layout;
+- ``vmap``: :func:`torch.func.vmap` of one copy's ``F.conv2d`` over the
+  particle axis (which batches it as a grouped convolution);
+- ``compiled`` (with ``--compile``): ``torch.compile`` of the copy-by-copy
+  form written out (torch's inductor; needs a C++ compiler).
 
 Each is timed as the shortest mean of ``--repeats`` rounds of ``--steps``
 steps, the forms and one network's convolution taking turns in every round,
@@ -24,6 +28,7 @@ Run from the repository root::
 
     python benchmarks/bench_conv.py
     python benchmarks/bench_conv.py --particles 3,8 --threads 2
+    python benchmarks/bench_conv.py --particles 3 --compile
 """
 
 import time
@@ -34,12 +39,13 @@ from _common import argument_parser, command_line, pin_threads, print_head, row
 
 from sklearn_swag._network.lowering import kernels
 
-#: label, folded into the channels, channels-last
-FORMS = [
-    ("one by one", False, False),
-    ("grouped", True, False),
-    ("grouped CL", True, True),
-]
+#: The forms compared, by their column title.
+FORMS = {
+    "copy by copy": lambda: package_conv(False),
+    "grouped": lambda: package_conv(True),
+    "grouped CL": lambda: grouped_channels_last,
+    "vmap": lambda: vmapped,
+}
 
 #: name, rows per batch, channels in, channels out, height = width
 SHAPES = [
@@ -70,29 +76,51 @@ def seconds_per_step(steps_by_name, steps, repeats):
     return best
 
 
-def stacked_step(x, w, b, grad, fold, channels_last=False):
-    """One forward and backward of ``kernels.conv`` in the form asked for."""
+def package_conv(fold):
+    """``kernels.conv`` with the particles folded into the channels or not."""
+
+    def conv(x, w, b):
+        original = kernels.folds_particles
+        kernels.folds_particles = lambda _: fold
+        try:
+            return kernels.conv(
+                x, w, b, False, 2, (1, 1), (1, 1), (1, 1), 1, None, "zeros"
+            )
+        finally:
+            kernels.folds_particles = original
+
+    return conv
+
+
+def grouped_channels_last(x, w, b):
+    """One grouped convolution of channels-last tensors."""
+    m, n = x.shape[:2]
+    h = x.transpose(0, 1).reshape(n, -1, *x.shape[3:])
+    h = h.contiguous(memory_format=torch.channels_last)
+    weight = w.reshape(-1, *w.shape[2:]).contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(h, weight, b.reshape(-1), 1, 1, 1, m)
+    return out.view(n, m, -1, *out.shape[2:]).transpose(0, 1)
+
+
+def vmapped(x, w, b):
+    """``torch.func.vmap`` of one copy's convolution over the particle axis."""
+    return torch.func.vmap(lambda h, wi, bi: F.conv2d(h, wi, bi, 1, 1))(x, w, b)
+
+
+def copy_by_copy(x, w, b):
+    """Each copy's convolution, stacked (the CPU form, written out for compile)."""
+    outs = [
+        F.conv2d(h, wi, bi, 1, 1)
+        for h, wi, bi in zip(x.unbind(0), w.unbind(0), b.unbind(0), strict=True)
+    ]
+    return torch.stack(outs)
+
+
+def stacked_step(form, x, w, b, grad):
+    """One forward and backward of ``form``."""
 
     def step():
-        h, weight = x, w
-        if channels_last:
-            m, n = x.shape[:2]
-            h = x.transpose(0, 1).reshape(n, -1, *x.shape[3:])
-            h = h.contiguous(memory_format=torch.channels_last)
-            weight = w.reshape(-1, *w.shape[2:])
-            weight = weight.contiguous(memory_format=torch.channels_last)
-            out = F.conv2d(h, weight, b.reshape(-1), 1, 1, 1, m)
-            out = out.view(n, m, -1, *out.shape[2:]).transpose(0, 1)
-        else:
-            original = kernels.folds_particles
-            kernels.folds_particles = lambda _: fold
-            try:
-                out = kernels.conv(
-                    h, weight, b, False, 2, (1, 1), (1, 1), (1, 1), 1, None, "zeros"
-                )
-            finally:
-                kernels.folds_particles = original
-        out.backward(grad)
+        form(x, w, b).backward(grad)
 
     return step
 
@@ -103,11 +131,19 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also torch.compile of the copy-by-copy form (needs a C++ compiler)",
+    )
     args = parser.parse_args()
     pin_threads(args.threads)
+    forms_asked = {label: make() for label, make in FORMS.items()}
+    if args.compile:
+        forms_asked["compiled"] = torch.compile(copy_by_copy)
     print(command_line())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
-    print_head(["layer", "M", "one network ms", "one by one", "grouped", "grouped CL"])
+    print_head(["layer", "M", "one network ms", *forms_asked])
     gen = torch.Generator().manual_seed(0)
     for m in [int(v) for v in args.particles.split(",")]:
         for name, n, c_in, c_out, size in SHAPES:
@@ -124,8 +160,8 @@ def main():
             b = torch.randn(m, c_out, generator=gen, requires_grad=True)
             g = torch.randn(m, n, c_out, size, size, generator=gen)
             forms = {"one": one}
-            for label, fold, cl in FORMS:
-                forms[label] = stacked_step(x, w, b, g, fold, cl)
+            for label, form in forms_asked.items():
+                forms[label] = stacked_step(form, x, w, b, g)
             best = seconds_per_step(forms, args.steps, args.repeats)
             base = best.pop("one")
             ratios = [seconds / (m * base) for seconds in best.values()]
