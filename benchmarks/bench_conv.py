@@ -140,7 +140,9 @@ def main():
     pin_threads(args.threads)
     forms_asked = {label: make() for label, make in FORMS.items()}
     if args.compile:
-        forms_asked["compiled"] = torch.compile(copy_by_copy)
+        # one compiled graph per layer shape and particle count
+        torch._dynamo.config.recompile_limit = 64
+        forms_asked["compiled"] = torch.compile(copy_by_copy, dynamic=False)
     print(command_line())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
     print_head(["layer", "M", "one network ms", *forms_asked])
