@@ -144,9 +144,8 @@ class _Run:
     #: Each particle's batch order, and its dropout.
     generators: list = field(default_factory=list)
     dropout_generators: list = field(default_factory=list)
-    #: Whether the group may set torch's thread count (in the main thread).
-    own_threads: bool = False
-    #: The most torch threads the run may try: the count it found on starting.
+    #: The most torch threads the run may try: in the main thread, the count
+    #: it found on starting; elsewhere 1 (only the main thread sets the count).
     thread_limit: int = 1
 
     def started(self, seeds: np.ndarray, index: int, own_threads: bool) -> _Run:
@@ -168,16 +167,18 @@ class _Run:
             )
             for s in seeds[:, DATA_SEED]
         ]
-        # never more threads than this process allows (OMP_NUM_THREADS, a loky
-        # worker's share, the user's torch.set_num_threads)
-        thread_limit = torch.get_num_threads()
+        # Never more threads than this process allows (OMP_NUM_THREADS, a loky
+        # worker's share, the user's torch.set_num_threads). Asked in every
+        # thread: torch settles a thread's own count when it is first asked,
+        # which here is before the main thread may change the count.
+        found = torch.get_num_threads()
+        thread_limit = found if own_threads else 1
         if self.device.type == "cpu" and own_threads:
             set_thread_count(1)  # ThreadTuner tries more where it may pay
         return replace(
             self,
             generators=generators,
             dropout_generators=dropout_generators,
-            own_threads=own_threads,
             thread_limit=thread_limit,
         )
 
@@ -201,7 +202,6 @@ class _Run:
             len(self.X),
             self.particle_ids[members],
             swag_start,
-            self.own_threads,
             self.thread_limit,
             monitor,
             self.progress,

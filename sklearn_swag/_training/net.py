@@ -123,8 +123,7 @@ def _callbacks(
     n_rows: int,
     particle_ids: np.ndarray,
     swag_start: int,
-    own_threads: bool = True,
-    thread_limit: int | None = None,
+    thread_limit: int = 1,
     monitor: PretrainingMonitor | None = None,
     progress: EpochProgress | None = None,
     stop: StopSignal | None = None,
@@ -167,14 +166,10 @@ def _callbacks(
     callbacks += [copy.deepcopy(cb) for cb in plan.callbacks]
     if progress is not None:
         callbacks.append(("progress", progress))
-    # Never more threads than this process allows (OMP_NUM_THREADS, a loky
-    # worker's share, the user's torch.set_num_threads), as found when the run
-    # started, before it set one thread.
-    if thread_limit is None:
-        thread_limit = torch.get_num_threads()
+    # Never more threads than the run may try (see _Run.thread_limit).
     threads = min(plan.threads_for(len(particle_ids), n_rows), thread_limit)
     on_cpu = next(stack.parameters()).device.type == "cpu"
-    if on_cpu and own_threads and threads > 1:
+    if on_cpu and threads > 1:
         callbacks.append(("threads", ThreadTuner(ThreadChooser(threads))))
     return callbacks, history, collector
 
