@@ -241,6 +241,22 @@ def print_warnings():
 
 
 # -- timing ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def particles_folded(fold):
+    """Inside the block the stacked kernels fold the particles into the channels
+    (one grouped convolution, one BatchNorm) or not, on any device; ``None``
+    leaves the package's choice (``kernels.folds_particles``)."""
+    from sklearn_swag._network.lowering import kernels
+
+    original = kernels.folds_particles
+    if fold is not None:
+        kernels.folds_particles = lambda _: fold
+    try:
+        yield
+    finally:
+        kernels.folds_particles = original
+
+
 def synchronize(device):
     """Wait for the work queued on a CUDA ``device``; nothing on the CPU."""
     if torch.device(device).type == "cuda":

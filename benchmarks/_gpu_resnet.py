@@ -28,9 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import PlainMoments, synchronize
-
-from sklearn_swag._network.lowering import kernels
+from _common import PlainMoments, particles_folded, synchronize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 2
@@ -43,18 +41,19 @@ def resnet18_class(width=64):
     ``width``: the channels of the first stage (64 in ResNet-18; another
     width, for quick dry runs, takes the definition of ``tests``).
     """
-    try:
-        if width != 64:
-            raise ImportError
-        from torchvision.models.resnet import BasicBlock, ResNet
-    except Exception:  # noqa: BLE001 - torchvision is optional
-        sys.path.insert(0, str(REPO_ROOT / "tests"))
-        from image_networks import ResNet
+    if width == 64:
+        try:
+            from torchvision.models.resnet import BasicBlock, ResNet
+        except Exception:  # noqa: BLE001 - optional; a CUDA build may not load
+            pass
+        else:
+            kwargs = {"block": BasicBlock, "layers": [2, 2, 2, 2], "num_classes": 10}
+            return ResNet, kwargs, "torchvision"
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from image_networks import ResNet
 
-        kwargs = {"layers": (2, 2, 2, 2), "num_classes": 10, "width": width}
-        return ResNet, kwargs, "tests/image_networks.py"
-    kwargs = {"block": BasicBlock, "layers": [2, 2, 2, 2], "num_classes": 10}
-    return ResNet, kwargs, "torchvision"
+    kwargs = {"layers": (2, 2, 2, 2), "num_classes": 10, "width": width}
+    return ResNet, kwargs, "tests/image_networks.py"
 
 
 def plain_seconds(cls, kwargs, X, y, device, lr):
@@ -95,17 +94,12 @@ def fit_seconds(cls, kwargs, X, y, device, particles, fold=None):
         device=device,
         random_state=0,
     )
-    original = kernels.folds_particles
-    if fold is not None:
-        kernels.folds_particles = lambda h: fold
-    try:
+    with particles_folded(fold):
         synchronize(device)
         start = time.perf_counter()
         clf.fit(X, y)
         synchronize(device)
-        return time.perf_counter() - start, clf
-    finally:
-        kernels.folds_particles = original
+    return time.perf_counter() - start, clf
 
 
 def resnet_section(run, args):

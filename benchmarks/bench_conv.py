@@ -35,7 +35,14 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import argument_parser, command_line, pin_threads, print_head, row
+from _common import (
+    argument_parser,
+    command_line,
+    particles_folded,
+    pin_threads,
+    print_head,
+    row,
+)
 
 from sklearn_swag._network.lowering import kernels
 
@@ -80,14 +87,10 @@ def package_conv(fold):
     """``kernels.conv`` with the particles folded into the channels or not."""
 
     def conv(x, w, b):
-        original = kernels.folds_particles
-        kernels.folds_particles = lambda _: fold
-        try:
+        with particles_folded(fold):
             return kernels.conv(
                 x, w, b, False, 2, (1, 1), (1, 1), (1, 1), 1, None, "zeros"
             )
-        finally:
-            kernels.folds_particles = original
 
     return conv
 
