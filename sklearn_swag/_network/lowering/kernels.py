@@ -473,11 +473,11 @@ class _ChannelsLastMaxPool2d(torch.autograd.Function):
     """``F.max_pool2d`` of an ``(N, C, H, W)`` tensor, computed channels-last.
 
     The same values, indices and gradients to the last bit (a maximum has no
-    round-off; ties go to the first element of the window either way), in and
-    out in the layout it was given. On the CPU, torch's max pooling of that
-    layout costs 0.7x to 0.9x of the ``(N, C, H, W)`` one, forward and
-    backward, conversions included (the forward alone about 0.1x on 8x8
-    images).
+    round-off; ties go to the first element of the window either way), the
+    output and the input's gradient returned contiguous. On the CPU, torch's
+    max pooling of the channels-last layout costs 0.7x to 0.9x of the
+    ``(N, C, H, W)`` one, forward and backward, conversions included (the
+    forward alone about 0.1x on 8x8 images).
     """
 
     @staticmethod
