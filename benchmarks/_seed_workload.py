@@ -6,6 +6,9 @@
 - :func:`plain_loop`: one network, a hand-written training loop, nothing else;
 - :func:`plain_swag_loop`: the same loop that also keeps the SWAG moments at the
   end of each SWAG epoch, as the package does (the fairer baseline);
+- :func:`stack_loop`: a hand-written loop over the package's stack of ``P``
+  particles (its batched kernels, fused Adam, its SWAG moments) and nothing
+  else: what any training loop around these kernels costs at the least;
 - :func:`seed_epochs`: the epoch counts, scaled for quick trials;
 - :class:`SeedNet`: the network as the seed notebook writes it, a user module;
 - :func:`make_regressor`: the seed's estimator, with the built-in network or
@@ -19,6 +22,8 @@ from _common import PlainMoments, scaled, synchronize
 from torch import nn
 
 from sklearn_swag import MultiSWAGRegressor
+from sklearn_swag._network.stack import ParticleStack
+from sklearn_swag._posterior.swag import SWAGMoments
 
 PRETRAIN, SWAG = 2000, 1000
 RANK = 20
@@ -98,6 +103,37 @@ def plain_swag_loop(X, y, pretrain, swag, rank=RANK, device="cpu", seed=0):
         opt.step()
         if epoch >= pretrain:
             moments.collect()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def stack_loop(X, y, n_models, pretrain, swag, rank=RANK, device="cpu", seed=0):
+    """``n_models`` copies of :class:`SeedNet` in the package's particle stack.
+
+    The loop the package runs, without skorch, callbacks or checks: the
+    particles' networks rewritten into batched operations
+    (:class:`~sklearn_swag._network.stack.ParticleStack`), one full-batch step
+    per epoch with fused Adam over the stacked weights, the sum of the
+    particles' mean squared errors as the loss, and the package's
+    :class:`~sklearn_swag._posterior.swag.SWAGMoments` collected at the end of
+    each SWAG epoch. Returns the seconds the loop takes (the set-up is not
+    timed).
+    """
+    torch.manual_seed(seed)
+    stack = ParticleStack([SeedNet() for _ in range(n_models)]).to(device)
+    X_t = torch.as_tensor(X, dtype=torch.float32, device=device)
+    y_t = torch.as_tensor(y, dtype=torch.float32, device=device).reshape(-1, 1)
+    opt = torch.optim.Adam(stack.parameters(), lr=0.03, fused=True)
+    moments = SWAGMoments(n_models, stack.n_params, rank, device=device)
+    synchronize(device)
+    start = time.perf_counter()
+    for epoch in range(pretrain + swag):
+        opt.zero_grad()
+        loss = ((stack(X_t) - y_t) ** 2).mean(dim=(1, 2)).sum()
+        loss.backward()
+        opt.step()
+        if epoch >= pretrain:
+            moments.collect(stack.flat_weights())
     synchronize(device)
     return time.perf_counter() - start
 
