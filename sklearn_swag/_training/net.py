@@ -14,6 +14,7 @@ import copy
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.history import History
 
 from .._network.stack import ParticleStack
 from .batches import ParticleBatches, training_batches
@@ -37,6 +38,32 @@ class _Interrupted(BaseException):
     """A ``KeyboardInterrupt`` on its way past skorch, which would swallow it."""
 
 
+class _RunHistory(History):
+    """skorch's ``History``, written to in constant time.
+
+    skorch's ``History`` resolves every index by copying its list of epochs,
+    its writes included (``record``, ``record_batch``, ``new_batch``), so a
+    run of ``E`` epochs costs ``O(E**2)`` in bookkeeping: about 20 us per
+    epoch over 3,000 epochs of one batch, 90 us at epoch 10,000, where the
+    whole step of the seed's 16 particles takes about 400 us. These writes
+    change the same rows in place; reading keeps skorch's indexing.
+    """
+
+    def _last_epoch(self) -> dict:
+        if not self:
+            raise ValueError("Call new_epoch before recording for the first time.")
+        return list.__getitem__(self, -1)
+
+    def new_batch(self):
+        self._last_epoch()["batches"].append({})
+
+    def record(self, attr, value):
+        self._last_epoch()[attr] = value
+
+    def record_batch(self, attr, value):
+        self._last_epoch()["batches"][-1][attr] = value
+
+
 class _GroupNet(NeuralNet):
     """A skorch net that trains one particle stack.
 
@@ -50,6 +77,10 @@ class _GroupNet(NeuralNet):
 
     def get_default_callbacks(self):
         return []
+
+    def initialize_history(self):
+        self.history_ = _RunHistory()
+        return self
 
     def fit_loop(self, *args, **kwargs):
         try:
