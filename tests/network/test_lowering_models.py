@@ -64,8 +64,18 @@ def test_preresnet8():
     assert "layer2.0.downsample.0.weight" in lowered.param_names
 
 
+def test_preresnet20():
+    _compare(lambda: PreResNet(depth=20), IMAGES, m=2, **EXACT)
+
+
 def test_preresnet20_in_float32():
-    _compare(lambda: PreResNet(depth=20), IMAGES, m=2, grad=True, atol=1e-4)
+    # Twenty layers of BatchNorm on five rows are ill-conditioned: in float32
+    # any two orders of summation (the copies' convolutions and the lowered
+    # network's channels-last ones) give training gradients up to 6e-3 apart,
+    # either of them that far from the float64 ones; evaluation stays close.
+    _compare(
+        lambda: PreResNet(depth=20), IMAGES, modes=("eval",), m=2, grad=True, atol=1e-4
+    )
 
 
 def test_small_vgg11_bn():

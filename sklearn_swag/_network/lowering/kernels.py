@@ -134,6 +134,14 @@ def conv(
     without a copy); on the CPU each copy runs its own convolution, because
     the CPU kernels for grouped convolutions, forward and backward, cost up to
     2x the convolutions one by one for 8 copies (``benchmarks/bench_conv.py``).
+    There a 2-D convolution runs channels-last: its output is the stack of
+    the copies' channels-last outputs (each copy ``(N, C, H, W)`` with the
+    channels innermost), which the activations, ``BatchNorm`` and max pooling
+    after it read as they are and the next convolution takes without a copy,
+    forward and backward; an op that needs the usual layout (a ``view``, a
+    ``flatten``) copies the values into it. Only the first convolution's input
+    is converted. Each copy's result is its convolution's up to round-off
+    (another order of summation).
     """
     conv_nd = _CONV[dims]
     m = weight.shape[0]
@@ -154,6 +162,8 @@ def conv(
         inputs = [h] * m if shared else h.unbind(0)
         if pad is not None:
             inputs = [F.pad(x, pad, mode=pad_mode) for x in inputs]
+        if dims == 2:  # see the docstring: each copy channels-last
+            inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
         biases = [None] * m if bias is None else bias.unbind(0)
         outs = [
             conv_nd(x, w, b, stride, padding, dilation, groups)
@@ -473,22 +483,26 @@ class _ChannelsLastMaxPool2d(torch.autograd.Function):
     """``F.max_pool2d`` of an ``(N, C, H, W)`` tensor, computed channels-last.
 
     The same values, indices and gradients to the last bit (a maximum has no
-    round-off; ties go to the first element of the window either way), the
-    output and the input's gradient returned contiguous. On the CPU, torch's
-    max pooling of the channels-last layout costs 0.7x to 0.9x of the
-    ``(N, C, H, W)`` one, forward and backward, conversions included (the
-    forward alone about 0.1x on 8x8 images).
+    round-off; ties go to the first element of the window either way). The
+    output and the input's gradient come back in the input's layout:
+    channels-last for a channels-last input (what :func:`conv` leaves on the
+    CPU), contiguous otherwise. On the CPU, torch's max pooling of the
+    channels-last layout costs 0.7x to 0.9x of the ``(N, C, H, W)`` one,
+    forward and backward, even with both conversions (the forward alone about
+    0.1x on 8x8 images).
     """
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
-        x_cl = x.contiguous(memory_format=torch.channels_last)
+        cl = torch.channels_last
+        ctx.channels_last = x.is_contiguous(memory_format=cl) and not x.is_contiguous()
+        x_cl = x.contiguous(memory_format=cl)
         out, indices = torch.ops.aten.max_pool2d_with_indices(
             x_cl, kernel_size, stride, padding, dilation, ceil_mode
         )
         ctx.save_for_backward(x_cl, indices)
         ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
-        return out.contiguous()
+        return out if ctx.channels_last else out.contiguous()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -500,4 +514,6 @@ class _ChannelsLastMaxPool2d(torch.autograd.Function):
             *ctx.args,
             indices,
         )
-        return grad_x.contiguous(), None, None, None, None, None
+        if not ctx.channels_last:
+            grad_x = grad_x.contiguous()
+        return grad_x, None, None, None, None, None
