@@ -163,7 +163,7 @@ def conv(
         if pad is not None:
             inputs = [F.pad(x, pad, mode=pad_mode) for x in inputs]
         if dims == 2:  # see the docstring: each copy channels-last
-            inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
+            inputs = [_channels_last(x) for x in inputs]
         biases = [None] * m if bias is None else bias.unbind(0)
         outs = [
             conv_nd(x, w, b, stride, padding, dilation, groups)
@@ -180,6 +180,19 @@ def conv(
     flat_weight = weight.reshape(-1, *weight.shape[2:])
     out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, m * groups)
     return out.view(out.shape[0], m, -1, *out.shape[2:]).transpose(0, 1)
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with channels-last strides, which a CPU convolution keeps.
+
+    ``contiguous(memory_format=torch.channels_last)`` leaves a tensor of one
+    channel as it is (both layouts are the same memory), and torch's
+    convolution then returns the usual layout; a copy into channels-last
+    strides makes its output channels-last too.
+    """
+    if x.stride(1) == 1:
+        return x
+    return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
 
 
 def folds_particles(h: torch.Tensor) -> bool:
