@@ -5,7 +5,11 @@ mini-batch (as in training), forward and backward (a gradient for the input,
 the filters and the bias), in the forms the package can take:
 
 - ``copy by copy``: each copy's own ``F.conv2d`` on its slice of the stacked
-  input, the outputs stacked (what ``kernels.conv`` does on the CPU);
+  input, channels-last, the outputs stacked (what ``kernels.conv`` does on
+  the CPU); the input and the output's gradient come as in a network, each
+  copy channels-last;
+- ``copy by copy NCHW``: the same in the usual layout (``(N, C, H, W)``
+  contiguous);
 - ``grouped``: the particle axis folded into the channels, one grouped
   convolution with ``M`` groups (what ``kernels.conv`` does on CUDA devices);
 - ``grouped CL``: the same in the channels-last memory layout;
@@ -49,6 +53,7 @@ from sklearn_swag._network.lowering import kernels
 #: The forms compared, by their column title.
 FORMS = {
     "copy by copy": lambda: package_conv(False),
+    "copy by copy NCHW": lambda: copy_by_copy,
     "grouped": lambda: package_conv(True),
     "grouped CL": lambda: grouped_channels_last,
     "vmap": lambda: vmapped,
@@ -111,12 +116,17 @@ def vmapped(x, w, b):
 
 
 def copy_by_copy(x, w, b):
-    """Each copy's convolution, stacked (the CPU form, written out for compile)."""
+    """Each copy's convolution, stacked, in the layout it gets (for compile too)."""
     outs = [
         F.conv2d(h, wi, bi, 1, 1)
         for h, wi, bi in zip(x.unbind(0), w.unbind(0), b.unbind(0), strict=True)
     ]
     return torch.stack(outs)
+
+
+def per_copy_channels_last(x):
+    """The stack of each copy of ``x`` in channels-last strides."""
+    return torch.stack([h.contiguous(memory_format=torch.channels_last) for h in x])
 
 
 def stacked_step(form, x, w, b, grad):
@@ -164,9 +174,15 @@ def main():
             w = torch.randn(m, c_out, c_in, 3, 3, generator=gen, requires_grad=True)
             b = torch.randn(m, c_out, generator=gen, requires_grad=True)
             g = torch.randn(m, n, c_out, size, size, generator=gen)
+            # the layout the package's CPU form gets in a network
+            x_cl = per_copy_channels_last(x).detach().requires_grad_()
+            g_cl = per_copy_channels_last(g)
             forms = {"one": one}
             for label, form in forms_asked.items():
-                forms[label] = stacked_step(form, x, w, b, g)
+                if label == "copy by copy":
+                    forms[label] = stacked_step(form, x_cl, w, b, g_cl)
+                else:
+                    forms[label] = stacked_step(form, x, w, b, g)
             best = seconds_per_step(forms, args.steps, args.repeats)
             base = best.pop("one")
             ratios = [seconds / (m * base) for seconds in best.values()]
