@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import MINI_BATCH
 from skorch.callbacks import Callback
 from skorch.history import History
 
@@ -53,14 +54,7 @@ def test_a_users_callback_reads_the_history_as_in_skorch():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 2)).astype(np.float32)
     y = X.sum(axis=1)
-    reader = _LossReader()
     reg = MultiSWAGRegressor(
-        n_models=2,
-        pretrain_epochs=3,
-        swag_epochs=2,
-        batch_size=20,
-        validation_fraction=0,
-        callbacks=[reader],
-        random_state=0,
+        **MINI_BATCH, n_models=2, validation_fraction=0, callbacks=[_LossReader()]
     ).fit(X, y)
     assert reg.n_features_in_ == 2
