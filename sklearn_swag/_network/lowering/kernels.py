@@ -159,11 +159,13 @@ def conv(
         out = conv_nd(h, flat_weight, flat_bias, stride, padding, dilation, 1)
         return out.view(out.shape[0], m, -1, *out.shape[2:]).transpose(0, 1)
     if not folds_particles(h):
-        inputs = [h] * m if shared else h.unbind(0)
+        inputs = [h] if shared else h.unbind(0)
         if pad is not None:
             inputs = [F.pad(x, pad, mode=pad_mode) for x in inputs]
         if dims == 2:  # see the docstring: each copy channels-last
             inputs = [_channels_last(x) for x in inputs]
+        if shared:  # padded and converted once for every copy
+            inputs = inputs * m
         biases = [None] * m if bias is None else bias.unbind(0)
         outs = [
             conv_nd(x, w, b, stride, padding, dilation, groups)
