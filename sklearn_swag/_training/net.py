@@ -2,9 +2,10 @@
 
 A group of particles trains as one :class:`~sklearn_swag.ParticleStack`, the
 module of a skorch net (:class:`_GroupNet`) that feeds it per-particle
-mini-batches. :func:`_callbacks` puts together what watches a run: the
-divergence check, the learning-rate plan, the SWAG collector, the history,
-early stopping, the user's callbacks, the progress bar and the thread choice.
+mini-batches and keeps skorch's history in constant time (:class:`_RunHistory`).
+:func:`_callbacks` puts together what watches a run: the divergence check, the
+learning-rate plan, the SWAG collector, the history, early stopping, the user's
+callbacks, the progress bar and the thread choice.
 """
 
 from __future__ import annotations
