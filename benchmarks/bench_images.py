@@ -170,6 +170,28 @@ class SeededNet(NeuralNetClassifier):
         return super().fit(X, y, **fit_params)
 
 
+def cnn_alone(module, epochs, seed=0, **module_params):
+    """``module`` trained alone by skorch, the time baseline of the image benchmarks.
+
+    Adam at ``LR``, shuffled mini-batches of ``BATCH_SIZE`` (as the particles'),
+    every training row (``train_split=None``), ``epochs`` epochs, seeded by
+    ``seed`` at fit; it predicts with its last weights.
+    """
+    return SeededNet(
+        module,
+        **module_params,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=LR,
+        batch_size=BATCH_SIZE,
+        max_epochs=epochs,
+        train_split=None,
+        iterator_train__shuffle=True,
+        verbose=0,
+        seed=seed,
+    )
+
+
 def flat(X):
     """Images to rows of pixels."""
     return X.reshape(len(X), -1)
@@ -182,19 +204,7 @@ def make_model(name, seed, n_classes, args):
     )
     epochs = args.epochs + args.swag_epochs
     if name == "cnn":
-        return SeededNet(
-            SmallCNN,
-            **module_params,
-            criterion=nn.CrossEntropyLoss,
-            optimizer=torch.optim.Adam,
-            lr=LR,
-            batch_size=BATCH_SIZE,
-            max_epochs=epochs,
-            train_split=None,
-            iterator_train__shuffle=True,
-            verbose=0,
-            seed=seed,
-        )
+        return cnn_alone(SmallCNN, epochs, seed, **module_params)
     if name == "mlp":
         return make_pipeline(
             FunctionTransformer(flat),

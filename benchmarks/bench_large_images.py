@@ -8,8 +8,8 @@ MaxPool2d(2) with 32 and 64 channels, then Linear(64 * 7 * 7, 10). Only the
 time is measured (the labels carry nothing to learn):
 
 - ``cnn``: the CNN alone, trained by skorch's ``NeuralNetClassifier`` (Adam at
-  lr 0.003, mini-batches of 128, ``train_split=None``) for ``--epochs``
-  epochs (default 3);
+  lr 0.003, shuffled mini-batches of 128 as the particles', ``train_split=None``)
+  for ``--epochs`` epochs (default 3; ``bench_images.cnn_alone``);
 - ``multiswag``: ``MultiSWAGClassifier(module=CNN28, n_models=--particles)``
   (default 3) with the same optimizer, lr and batches, ``--epochs`` epochs in
   all (the last third SWAG epochs), ``validation_fraction=0``.
@@ -39,12 +39,10 @@ import warnings
 import numpy as np
 import torch
 from _common import argument_parser, command_line, pin_threads, positive
-from bench_images import SeededNet
+from bench_images import BATCH_SIZE, LR, cnn_alone
 from torch import nn
 
 from sklearn_swag import MultiSWAGClassifier
-
-LR, BATCH_SIZE = 0.003, 128
 
 
 class CNN28(nn.Module):
@@ -75,16 +73,7 @@ class CNN28(nn.Module):
 def make_models(args):
     swag = args.epochs // 3
     return {
-        "cnn": lambda: SeededNet(
-            CNN28,
-            criterion=nn.CrossEntropyLoss,
-            optimizer=torch.optim.Adam,
-            lr=LR,
-            batch_size=BATCH_SIZE,
-            train_split=None,
-            max_epochs=args.epochs,
-            verbose=0,
-        ),
+        "cnn": lambda: cnn_alone(CNN28, args.epochs),
         "multiswag": lambda: MultiSWAGClassifier(
             CNN28,
             n_models=args.particles,
