@@ -16,6 +16,8 @@ from torch import nn
 from torch.func import vmap
 from torch.nn import functional as F
 
+from .softmax import log_softmax_classes
+
 
 def elementwise_loss(criterion: nn.Module):
     """The criterion with ``reduction="none"``, where its values are elementwise.
@@ -55,7 +57,7 @@ def _cross_entropy(
     ``logits`` of shape (..., n_classes), ``y_true`` of shape (..., 1) holding
     class indices (as floats, as the targets travel); values of shape (..., 1).
     """
-    log_p = torch.log_softmax(logits, dim=-1)
+    log_p = log_softmax_classes(logits)
     values = -log_p.gather(-1, y_true.long())
     if label_smoothing:
         smooth = -log_p.mean(dim=-1, keepdim=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .._network.softmax import log_softmax_classes
 from .._network.stack import ParticleStack
 from .._posterior.noise import split_mean_variance
 from .._posterior.swag import sample_weights
@@ -294,7 +295,7 @@ def class_probabilities(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     expected_entropy : torch.Tensor of shape (n_block, n_rows)
         Mean over the draws of the entropy of their probabilities, in nats.
     """
-    log_p = torch.log_softmax(out.to(torch.float64), dim=-1)
+    log_p = log_softmax_classes(out.to(torch.float64))
     n_samples = out.shape[1]
     log_proba = torch.logsumexp(log_p, dim=1) - np.log(n_samples)
     entropy = torch.special.entr(torch.exp(log_p)).sum(dim=-1)
