@@ -28,6 +28,18 @@ convolutions of ``bench_images.py``'s CNN on the digits (8x8), those of a
 convolution on 32x32 CIFAR-shaped inputs (64 channels, 32 rows). Torch at
 ``--threads`` threads (default 1).
 
+A second table times whole training steps (forward, cross-entropy, backward,
+Adam) of ``bench_images.py``'s CNN on 128 digits-shaped images per copy:
+``M`` particles as the package's stack (``ParticleStack``, fused Adam), the
+``M`` copies one after another as plain torch networks in the usual layout
+(``copies NCHW``) and channels-last (``copies CL``, network and input
+converted once), each as a ratio to one network's step in the usual layout
+(``x one``), and ``stack / copies CL``: whether the batched step costs more
+than the fastest form of the copies one after another. glibc hands stacked
+activations of a few MB back to the system and faults them in afresh at every
+step; run with ``MALLOC_MMAP_THRESHOLD_=4294967296
+MALLOC_TRIM_THRESHOLD_=17179869184`` to see the steps without that cost.
+
 Run from the repository root::
 
     python benchmarks/bench_conv.py
@@ -47,8 +59,10 @@ from _common import (
     print_head,
     row,
 )
+from bench_images import BATCH_SIZE, LR, SmallCNN
 
 from sklearn_swag._network.lowering import kernels
+from sklearn_swag._network.stack import ParticleStack
 
 #: The forms compared, by their column title.
 FORMS = {
@@ -138,6 +152,42 @@ def stacked_step(form, x, w, b, grad):
     return step
 
 
+def network_steps(m, gen):
+    """Training steps of ``m`` CNN particles: the stack, the copies, one network."""
+    x = torch.randn(m, BATCH_SIZE, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 10, (m, BATCH_SIZE), generator=gen)
+    stack = ParticleStack([SmallCNN() for _ in range(m)], sample_ndim=3)
+    stack_opt = torch.optim.Adam(stack.parameters(), lr=LR, fused=True)
+
+    def stacked():
+        loss = F.cross_entropy(stack(x).flatten(0, 1), y.flatten(), reduction="sum")
+        stack_opt.zero_grad()
+        (loss / BATCH_SIZE).backward()
+        stack_opt.step()
+
+    def copies(count, channels_last):
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        nets = [SmallCNN().to(memory_format=layout) for _ in range(count)]
+        opts = [torch.optim.Adam(net.parameters(), lr=LR) for net in nets]
+        inputs = [h.contiguous(memory_format=layout) for h in x[:count]]
+
+        def step():
+            for net, opt, h, t in zip(nets, opts, inputs, y, strict=False):
+                loss = F.cross_entropy(net(h), t)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+        return step
+
+    return {
+        "one": copies(1, False),
+        "copies NCHW": copies(m, False),
+        "copies CL": copies(m, True),
+        "stack": stacked,
+    }
+
+
 def main():
     parser = argument_parser(__doc__)
     parser.add_argument("--particles", default="3,8", help="M values (default 3,8)")
@@ -188,6 +238,18 @@ def main():
             ratios = [seconds / (m * base) for seconds in best.values()]
             cells = [name, str(m), f"{base * 1e3:.2f}"]
             print(row(cells + [f"{r:.2f}" for r in ratios]), flush=True)
+    print("\nTraining steps of bench_images.py's CNN (x one: one network's step)\n")
+    columns = ["copies NCHW", "copies CL", "stack"]
+    print_head(
+        ["M", "one network ms", *(f"{c} x one" for c in columns)]
+        + ["stack / copies CL"]
+    )
+    for m in [int(v) for v in args.particles.split(",")]:
+        best = seconds_per_step(network_steps(m, gen), args.steps, args.repeats)
+        cells = [str(m), f"{best['one'] * 1e3:.2f}"]
+        cells += [f"{best[c] / best['one']:.2f}" for c in columns]
+        cells.append(f"{best['stack'] / best['copies CL']:.2f}")
+        print(row(cells), flush=True)
 
 
 if __name__ == "__main__":
