@@ -107,7 +107,9 @@ def plain_swag_loop(X, y, pretrain, swag, rank=RANK, device="cpu", seed=0):
     return time.perf_counter() - start
 
 
-def stack_loop(X, y, n_models, pretrain, swag, rank=RANK, device="cpu", seed=0):
+def stack_loop(
+    X, y, n_models, pretrain, swag, rank=RANK, device="cpu", seed=0, compiled=False
+):
     """``n_models`` copies of :class:`SeedNet` in the package's particle stack.
 
     The loop the package runs, without skorch, callbacks or checks: the
@@ -116,8 +118,10 @@ def stack_loop(X, y, n_models, pretrain, swag, rank=RANK, device="cpu", seed=0):
     per epoch with fused Adam over the stacked weights, the sum of the
     particles' mean squared errors as the loss, and the package's
     :class:`~sklearn_swag._posterior.swag.SWAGMoments` collected at the end of
-    each SWAG epoch. Returns the seconds the loop takes (the set-up is not
-    timed).
+    each SWAG epoch. With ``compiled``, the forward and the loss go through
+    ``torch.compile`` (inductor; its backward too), compiled by one untimed
+    forward and backward before the loop. Returns the seconds the loop takes
+    (the set-up is not timed).
     """
     torch.manual_seed(seed)
     stack = ParticleStack([SeedNet() for _ in range(n_models)]).to(device)
@@ -125,11 +129,22 @@ def stack_loop(X, y, n_models, pretrain, swag, rank=RANK, device="cpu", seed=0):
     y_t = torch.as_tensor(y, dtype=torch.float32, device=device).reshape(-1, 1)
     opt = torch.optim.Adam(stack.parameters(), lr=0.03, fused=True)
     moments = SWAGMoments(n_models, stack.n_params, rank, device=device)
+
+    def step_loss():
+        return ((stack(X_t) - y_t) ** 2).mean(dim=(1, 2)).sum()
+
+    if compiled:
+        # Every run compiles afresh: guards on an earlier run's stack would
+        # otherwise pile up until dynamo falls back to eager.
+        torch._dynamo.reset()
+        step_loss().backward()  # the stack's own graph, built before dynamo sees it
+        step_loss = torch.compile(step_loss, dynamic=False)
+        step_loss().backward()
     synchronize(device)
     start = time.perf_counter()
     for epoch in range(pretrain + swag):
         opt.zero_grad()
-        loss = ((stack(X_t) - y_t) ** 2).mean(dim=(1, 2)).sum()
+        loss = step_loss()
         loss.backward()
         opt.step()
         if epoch >= pretrain:

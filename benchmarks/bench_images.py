@@ -17,7 +17,8 @@ package's default ``lr`` (0.003) and mini-batches of the package's default
 (default 70 + 10, the package's default ``swag_epochs``) for every network.
 80 epochs train the CNN to convergence, as the SWAG papers train theirs: its
 training loss is about 2e-4 at the end (0.002-0.005 at 30 epochs, still
-falling), and its test NLL is about what it is after 30 epochs.
+falling). Over the first 5 splits its test NLL is 0.062 after 80 epochs and
+0.058 after 30; MultiSWAG's 0.040 after 80 and 0.055 after 30.
 
 - ``multiswag``: ``MultiSWAGClassifier(module=SmallCNN,
   n_models=--particles, pretrain_epochs=--epochs, swag_epochs=--swag-epochs)``,

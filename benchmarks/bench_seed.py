@@ -46,6 +46,13 @@ Columns:
   that the drift of the machine between the two rows cancels);
 - ``MSE``: training mean squared error of the predictive mean.
 
+With ``--compile``, a last table compares the stack loop with its forward and
+loss through ``torch.compile`` (inductor, which fuses the ELUs and the loss;
+needs a C++ compiler): per particle count the seconds of the first compiled
+step (compiling), ``stack s`` eager and compiled (min of 2 runs at each thread
+count, the compiled function made anew for every run) and each over a fresh
+``base s``.
+
 Targets, checked at the end: with the default ``n_jobs``, the user module
 within 10% of the built-in network (``user/bi <= 1.10``); 16 particles at most
 1.3x and 64 particles at most 2.0x the moment-keeping baseline; beside each its
@@ -58,6 +65,7 @@ Run from the repository root::
     python benchmarks/bench_seed.py 1 16 64 256             # 256 particles as well
     python benchmarks/bench_seed.py 16 --n-jobs none --modules user
     python benchmarks/bench_seed.py 1 16 --epochs-scale 0.02   # a quick trial run
+    python benchmarks/bench_seed.py 16 64 --n-jobs none --compile
 """
 
 import numpy as np
@@ -103,13 +111,35 @@ def baselines(X, y, pretrain, swag):
     return min(plain), base_s, base_threads
 
 
-def stack_seconds(X, y, n_models, pretrain, swag):
+def stack_seconds(X, y, n_models, pretrain, swag, compiled=False):
     """The stack loop of ``n_models`` particles, min of 2 runs per thread count."""
     runs = []
     for n in thread_counts():
         with torch_threads(n):
-            runs += [stack_loop(X, y, n_models, pretrain, swag) for _ in range(2)]
+            runs += [
+                stack_loop(X, y, n_models, pretrain, swag, compiled=compiled)
+                for _ in range(2)
+            ]
     return min(runs)
+
+
+def print_compiled(X, y, counts, pretrain, swag):
+    """The stack loop eager and through ``torch.compile``, against the baseline."""
+    print("\nstack loop, forward and loss through torch.compile (inductor):")
+    print(
+        f"{'particles':>9} {'compile s':>9} {'eager s':>8} {'compiled s':>10} "
+        f"{'base s':>8} {'eager/base':>10} {'compiled/base':>13}"
+    )
+    for n_models in counts:
+        compiling, _ = timed(lambda: stack_loop(X, y, n_models, 1, 0, compiled=True))  # noqa: B023
+        _, base, _ = baselines(X, y, pretrain, swag)
+        eager = stack_seconds(X, y, n_models, pretrain, swag)
+        compiled = stack_seconds(X, y, n_models, pretrain, swag, compiled=True)
+        print(
+            f"{n_models:>9} {compiling:>9.1f} {eager:>8.3f} {compiled:>10.3f} "
+            f"{base:>8.3f} {eager / base:>10.2f} {compiled / base:>13.2f}",
+            flush=True,
+        )
 
 
 def fit_seconds(X, y, n_models, pretrain, swag, n_jobs, module):
@@ -184,6 +214,11 @@ def parse_args(argv=None):
         ),
         default=list(MODULES),
         help="comma-separated networks: builtin, user (default: builtin,user)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also the stack loop through torch.compile (needs a C++ compiler)",
     )
     add_epochs_scale(parser)
     return parser.parse_args(argv)
@@ -262,6 +297,8 @@ def main(argv=None):
         f"{threads:>3}  (baselines re-measured)"
     )
     check_targets(rows, args.epochs_scale)
+    if args.compile:
+        print_compiled(X, y, args.counts, pretrain, swag)
 
 
 if __name__ == "__main__":
