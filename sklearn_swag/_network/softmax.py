@@ -1,16 +1,19 @@
-"""Log-softmax over the classes, in the form torch's CPU kernel computes fastest.
+"""Softmax over the classes, in the form torch's CPU kernel computes fastest.
 
-torch's CPU kernel for ``log_softmax`` over the last axis vectorises along
-that axis; with fewer classes than one vector register holds it takes a
-scalar path, row by row. Measured on a 2-core CPU (AVX-512), 5 x 1,000 rows:
-10 classes cost 520 us that way and 36 us along the second-to-last axis,
-whose kernel vectorises across the rows; from 16 classes on the last axis is
-as fast or faster. A classifier's loss meets this at every training step
-(about a tenth of a step of five (64, 64) networks on 10 classes) and its
-prediction at every block of rows.
+torch's CPU kernels for ``softmax`` and ``log_softmax`` over the last axis
+vectorise along that axis; with fewer classes than one vector register holds
+they take a scalar path, row by row. Measured on a 2-core CPU (AVX-512),
+5 x 1,000 rows: ``log_softmax`` of 10 classes costs 520 us that way and 36 us
+along the second-to-last axis, whose kernel vectorises across the rows; from
+16 classes on the last axis is as fast or faster. A classifier's loss meets
+this at every training step (about a tenth of a step of five (64, 64)
+networks on 10 classes), its prediction at every block of rows, and a user's
+network that ends in a (log-)softmax in every forward.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -37,7 +40,19 @@ def log_softmax_classes(x: torch.Tensor) -> torch.Tensor:
     torch.Tensor of shape (..., n_classes)
         Log-probabilities over the last axis.
     """
+    return _over_classes(torch.log_softmax, x)
+
+
+def softmax_classes(x: torch.Tensor) -> torch.Tensor:
+    """``torch.softmax(x, dim=-1)``, fast for few classes on the CPU.
+
+    As :func:`log_softmax_classes`, for the probabilities.
+    """
+    return _over_classes(torch.softmax, x)
+
+
+def _over_classes(function: Callable, x: torch.Tensor) -> torch.Tensor:
     if x.device.type != "cpu" or x.ndim < 2 or x.shape[-1] >= FEW_CLASSES:
-        return torch.log_softmax(x, dim=-1)
+        return function(x, dim=-1)
     rows_last = x.transpose(-1, -2).contiguous()
-    return torch.log_softmax(rows_last, dim=-2).transpose(-1, -2)
+    return function(rows_last, dim=-2).transpose(-1, -2)

@@ -433,6 +433,33 @@ def test_shapes():
     _compare(Shapes, _features(2, 6), grad=True)
 
 
+class ClassHeads(nn.Module):
+    """Softmaxes over few classes (the CPU's fast form) and over many, along the
+    last dim and another, as modules, functions and tensor methods."""
+
+    def __init__(self, n_out):
+        super().__init__()
+        self.lin = nn.Linear(3, n_out)
+        self.log_probs = nn.LogSoftmax(dim=1)
+
+    def forward(self, x):
+        z = self.lin(x)  # (N, n_out)
+        seq = z.view(z.shape[0], -1, 2)  # (N, n_out / 2, 2): a last dim of 2
+        return (
+            self.log_probs(z)
+            + F.softmax(z, dim=-1)
+            + torch.log_softmax(z, 1, dtype=torch.float64).float()
+            + z.softmax(0)  # over the rows of each copy
+            + seq.log_softmax(-1).flatten(1)
+            + torch.softmax(seq, dim=1).flatten(1)
+        )
+
+
+@pytest.mark.parametrize("n_out", [4, 10, 40])
+def test_softmax_over_few_and_many_classes(n_out):
+    _compare(lambda: ClassHeads(n_out), _features(3), grad=True)
+
+
 class Containers(nn.Module):
     def __init__(self):
         super().__init__()

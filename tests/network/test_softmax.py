@@ -1,10 +1,14 @@
-"""Tests of the log-softmax over the classes against a plain float64 reference."""
+"""Tests of the (log-)softmax over the classes against a plain float64 reference."""
 
 import numpy as np
 import pytest
 import torch
 
-from sklearn_swag._network.softmax import FEW_CLASSES, log_softmax_classes
+from sklearn_swag._network.softmax import (
+    FEW_CLASSES,
+    log_softmax_classes,
+    softmax_classes,
+)
 
 
 def _reference(x: np.ndarray) -> np.ndarray:
@@ -52,3 +56,18 @@ def test_a_strided_input_and_extreme_logits():
     np.testing.assert_allclose(out.numpy(), _reference(x.numpy()), atol=1e-6)
     assert torch.isfinite(out[0, :2]).all() and out[0, 2] == -2e4
     torch.testing.assert_close(out, torch.log_softmax(x, dim=-1))
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 5, FEW_CLASSES - 1), (3, 40)])
+def test_softmax_matches_the_reference(shape):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    out = softmax_classes(x)
+    np.testing.assert_allclose(
+        out.detach().numpy(), np.exp(_reference(x.detach().numpy()))
+    )
+    w = torch.randn(shape, generator=g, dtype=torch.float64)
+    (out * w).sum().backward()
+    p = out.detach().numpy()
+    expected = p * (w.numpy() - (p * w.numpy()).sum(axis=-1, keepdims=True))
+    np.testing.assert_allclose(x.grad.numpy(), expected)

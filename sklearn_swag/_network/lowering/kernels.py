@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..softmax import log_softmax_classes, softmax_classes
+
 # -- broadcasting against the particle axis ----------------------------------------
 
 
@@ -52,6 +54,17 @@ def expand(t: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
 def squeeze_all(x: torch.Tensor) -> torch.Tensor:
     """Each copy's ``squeeze()``: the particle axis is kept even for one copy."""
     return x.squeeze(tuple(d for d in range(1, x.ndim) if x.shape[d] == 1))
+
+
+def softmax(h: torch.Tensor, name: str, dim: int) -> torch.Tensor:
+    """``softmax`` or ``log_softmax`` (``name``) of every copy along ``dim``.
+
+    Over the last axis in the form torch's CPU kernel computes fastest for
+    few classes (:mod:`~sklearn_swag._network.softmax`).
+    """
+    if dim in (-1, h.ndim - 1):
+        return (log_softmax_classes if name == "log_softmax" else softmax_classes)(h)
+    return getattr(torch, name)(h, dim)
 
 
 def reduce_all(x: torch.Tensor, name: str, kwargs: dict) -> torch.Tensor:

@@ -68,12 +68,25 @@ def along_dim(lw: Lowerer, node: fx.Node, name: str) -> Value:
         out = lw.fn(kernels.reduce_all, x.node, name, kw)
         ndim = x.ndim if keepdim else 0
         return Value(out, "tensor", True, ndim, exclusive=True)
+    if name in ("softmax", "log_softmax") and _dim_only(args, kwargs):
+        out = lw.fn(kernels.softmax, x.node, name, shift(dim, True))
+        return Value(out, "tensor", True, x.ndim, exclusive=True)
     args, kwargs = with_arg(rest[0], rest[1], 0, "dim", shift(dim, True))
     out = lw.like(node, (x.node, *args), kwargs)
     ndim = x.ndim
     if ndim is not None and name not in _ALONG_DIM - {"logsumexp"} and not keepdim:
         ndim -= len(dim) if isinstance(dim, (tuple, list)) else 1
     return Value(out, "tensor", True, ndim, exclusive=True)
+
+
+def _dim_only(args: tuple, kwargs: dict) -> bool:
+    """Whether a (log-)softmax call passes its ``dim`` and nothing else that
+    matters (fx records ``F.softmax``'s ``_stacklevel`` and ``dtype=None``)."""
+    others = {k: v for k, v in kwargs.items() if k != "dim"}
+    plain = all(
+        k == "_stacklevel" or (k == "dtype" and v is None) for k, v in others.items()
+    )
+    return len(args) <= 2 and plain and isinstance(arg(args, kwargs, 1, "dim"), int)
 
 
 @module_rule(nn.Softmax, nn.LogSoftmax)
@@ -84,7 +97,10 @@ def softmax_module(
     if mod.dim is None:
         raise LoweringError(f"{node.target}: softmax without an explicit dim")
     name = "softmax" if isinstance(mod, nn.Softmax) else "log_softmax"
-    out = lw.meth(name, x.node, shift(mod.dim, x.batched))
+    if x.batched:
+        out = lw.fn(kernels.softmax, x.node, name, shift(mod.dim, True))
+    else:
+        out = lw.meth(name, x.node, mod.dim)
     return Value(out, "tensor", x.batched, x.ndim, exclusive=True)
 
 
