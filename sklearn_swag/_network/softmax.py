@@ -6,9 +6,9 @@ they take a scalar path, row by row. Measured on a 2-core CPU (AVX-512),
 5 x 1,000 rows: ``log_softmax`` of 10 classes costs 520 us that way and 36 us
 along the second-to-last axis, whose kernel vectorises across the rows; from
 16 classes on the last axis is as fast or faster. A classifier's loss meets
-this at every training step (about a tenth of a step of five (64, 64)
-networks on 10 classes), its prediction at every block of rows, and a user's
-network that ends in a (log-)softmax in every forward.
+this at every training step, its prediction at every block of rows, and a
+user's network that ends in a (log-)softmax in every forward: with the fast
+form the default classifier fits the digits in 0.96-0.97x the time.
 """
 
 from __future__ import annotations
