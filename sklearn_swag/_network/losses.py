@@ -9,6 +9,7 @@ and for row weights.
 from __future__ import annotations
 
 import copy
+import math
 from functools import partial
 
 import torch
@@ -85,10 +86,11 @@ class ParticleLoss(nn.Module):
 
     Attributes
     ----------
-    last_losses : torch.Tensor of shape (P,)
+    last_losses : torch.Tensor of shape (P,) or None
         The per-particle losses of the latest batch.
     nonfinite : torch.Tensor of shape (P,) or None
-        True for every particle whose loss was ever NaN or infinite.
+        True for every particle whose loss was ever NaN or infinite since
+        :meth:`new_particles`.
     """
 
     def __init__(
@@ -98,8 +100,7 @@ class ParticleLoss(nn.Module):
         self.criterion = criterion
         self.weighted = weighted
         self.class_targets = class_targets
-        self.last_losses: torch.Tensor | None = None
-        self._finite: torch.Tensor | None = None
+        self._record = _LossRecord()
         self._batched: bool | None = None
         self._elementwise = elementwise_loss(criterion)
         if weighted and self._elementwise is None:
@@ -114,13 +115,22 @@ class ParticleLoss(nn.Module):
         return super().train(mode)
 
     @property
+    def last_losses(self) -> torch.Tensor | None:
+        return self._record.last
+
+    @property
     def nonfinite(self) -> torch.Tensor | None:
-        return None if self._finite is None else ~self._finite
+        total = self._record.total
+        return None if total is None else ~torch.isfinite(total)
+
+    def any_nonfinite(self) -> bool:
+        """Whether any particle's loss was ever NaN or infinite (one sync)."""
+        total = self._record.total
+        return total is not None and not math.isfinite(float(total.sum()))
 
     def new_particles(self) -> None:
         """Forget the per-particle state: the next batch is of other particles."""
-        self._finite = None
-        self.last_losses = None
+        self._record = _LossRecord()
 
     def per_particle(
         self, y_pred: torch.Tensor, y_true: torch.Tensor, *, stopping: bool = False
@@ -185,14 +195,33 @@ class ParticleLoss(nn.Module):
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         losses = self.per_particle(y_pred, y_true)
-        detached = losses.detach()
-        finite = torch.isfinite(detached)
-        if self._finite is None:
-            self._finite = finite
-        else:
-            self._finite.logical_and_(finite)
-        self.last_losses = detached
+        self._record.add(losses.detach())
         return losses.sum()
+
+
+class _LossRecord:
+    """What a :class:`ParticleLoss` remembers of its batches, at one operation a
+    step.
+
+    ``last`` is the latest batch's losses; ``total`` their float64 sum over
+    every batch since the record began, which is finite exactly when every
+    loss was: float32 losses cannot add up past float64's range, and a NaN or
+    infinite one leaves the sum NaN or infinite for good. A plain object, so
+    that writing it skips ``nn.Module``'s attribute machinery.
+    """
+
+    __slots__ = ("last", "total")
+
+    def __init__(self) -> None:
+        self.last: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None
+
+    def add(self, losses: torch.Tensor) -> None:
+        if self.total is None:
+            self.total = losses.to(torch.float64, copy=True)
+        else:
+            self.total.add_(losses)
+        self.last = losses
 
 
 def _one_per_particle(losses: torch.Tensor, criterion) -> torch.Tensor:

@@ -81,11 +81,20 @@ class SWAGMoments:
             n_particles, n_params, dtype=torch.float64, device=device
         )
         self.sq_mean = torch.zeros_like(self.mean)
-        self.n_snapshots = torch.zeros(n_particles, dtype=torch.int64, device=device)
         self._deviations = torch.zeros(
             n_particles, self.rank, n_params, dtype=deviation_dtype, device=device
         )
+        # Every collect adds one snapshot to every particle: one count serves.
         self._n_written = 0
+
+    @property
+    def n_snapshots(self) -> torch.Tensor:
+        return torch.full(
+            self.mean.shape[:1],
+            self._n_written,
+            dtype=torch.int64,
+            device=self.mean.device,
+        )
 
     def collect(self, theta: torch.Tensor) -> None:
         """Add one snapshot per particle.
@@ -101,20 +110,21 @@ class SWAGMoments:
                 f"Expected a snapshot of shape {tuple(self.mean.shape)}, "
                 f"got {tuple(theta.shape)}."
             )
-        weight = 1.0 / (self.n_snapshots + 1).to(torch.float64).unsqueeze(1)
-        self.mean.add_((theta - self.mean) * weight)
-        self.sq_mean.add_((theta * theta - self.sq_mean) * weight)
-        self.n_snapshots += 1
+        # Running means: mean += (theta - mean) / n, as one lerp each (a
+        # snapshot costs a few operations, taken as often as every step).
+        weight = 1.0 / (self._n_written + 1)
+        self.mean.lerp_(theta, weight)
+        self.sq_mean.lerp_(theta * theta, weight)
         if self.rank > 0:
             slot = self._n_written % self.rank
-            self._deviations[:, slot] = (theta - self.mean).to(self._deviations.dtype)
-            self._n_written += 1
+            self._deviations[:, slot] = theta - self.mean
+        self._n_written += 1
 
     @property
     def deviations(self) -> torch.Tensor:
         """Deviation rows held, oldest first, shape ``(n_particles, K, n_params)``."""
         held = min(self._n_written, self.rank)
-        if self._n_written <= self.rank:
+        if self._n_written <= self.rank or self.rank == 0:
             return self._deviations[:, :held]
         start = self._n_written % self.rank
         order = [(start + i) % self.rank for i in range(self.rank)]

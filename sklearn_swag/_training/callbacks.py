@@ -412,8 +412,9 @@ class DivergenceCheck(Callback):
         self.particle_ids = particle_ids
 
     def on_epoch_end(self, net, **kwargs):
-        bad = net.criterion_.nonfinite
-        if bad is not None and bool(bad.any()):
+        criterion = net.criterion_
+        if criterion.any_nonfinite():
+            bad = criterion.nonfinite
             ids = [self.particle_ids[i] for i in bad.nonzero().flatten().tolist()]
             raise FloatingPointError(
                 f"Training diverged: the loss of particle(s) {ids} became NaN or "

@@ -46,6 +46,31 @@ def test_nonfinite_flags_only_the_particle_with_a_nan():
     loss(y_pred, y_true)
     assert loss.nonfinite.tolist() == [False, True, False, False]
     assert torch.isfinite(loss.last_losses).all()
+    assert loss.any_nonfinite()
+    # Other particles start clean.
+    loss.new_particles()
+    assert loss.nonfinite is None and loss.last_losses is None
+    assert not loss.any_nonfinite()
+    loss(y_pred, y_true)
+    assert not loss.any_nonfinite()
+
+
+def test_nonfinite_tells_infinite_from_huge_losses():
+    """An infinite loss is flagged; the largest finite ones, however many, are
+    not (their running sum is kept in float64)."""
+    y_pred, y_true = _predictions()
+    loss = ParticleLoss(nn.MSELoss(reduction="sum"))
+    huge = torch.full_like(y_pred, 1e18)  # squared errors near float32's max
+    assert torch.isfinite(loss.per_particle(huge, y_true)).all()
+    for _ in range(50):
+        loss(huge, y_true)
+    assert not loss.any_nonfinite()
+    assert not loss.nonfinite.any()
+    infinite = huge.clone()
+    infinite[2] = 1e30  # its squared errors overflow float32
+    loss(infinite, y_true)
+    assert loss.nonfinite.tolist() == [False, False, True, False]
+    assert loss.any_nonfinite()
 
 
 class _ItemMSE(nn.Module):

@@ -252,8 +252,12 @@ def test_fit_group_stops_a_diverging_run():
     ],
 )
 def test_divergence_check_reads_the_criterion_flags(nonfinite, message):
-    flags = None if nonfinite is None else torch.tensor(nonfinite)
-    net = SimpleNamespace(criterion_=SimpleNamespace(nonfinite=flags), history=[{}])
+    criterion = ParticleLoss(nn.MSELoss())
+    if nonfinite is not None:  # a batch whose losses are NaN where flagged
+        y_pred = torch.zeros(3, 2, 1)
+        y_pred[torch.tensor(nonfinite)] = float("nan")
+        criterion(y_pred, torch.zeros(2, 1))
+    net = SimpleNamespace(criterion_=criterion, history=[{}])
     check = DivergenceCheck([10, 11, 12])
     if message is None:
         check.on_epoch_end(net)
@@ -381,3 +385,56 @@ def test_learning_rate_plan_is_swalrs_cosine(lr, swa_lr, start_epoch, anneal_epo
         _swalr_rates(lr, swa_lr, start_epoch, anneal_epochs, n_epochs),
         rtol=1e-14,
     )
+
+
+# -- the training step --------------------------------------------------------------
+
+
+class GradientWatcher(Callback):
+    """Records the gradient norm skorch reports after every backward pass."""
+
+    def initialize(self):
+        self.norms_ = []
+        return self
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        norms = [p.grad.norm() for _, p in named_parameters]
+        self.norms_.append(float(torch.stack(norms).norm()))
+
+
+def test_train_step_tells_gradient_watchers_and_steps_the_same_without():
+    """A callback watching the gradients (skorch's ``on_grad_computed``) is
+    told of every step; without one the step skips skorch's closure and
+    trains to the same weights."""
+    plan = _plan(pretrain_epochs=2, swag_epochs=0)  # 3 batches an epoch
+    X, y = _data()
+    watcher, plain, watched = GradientWatcher(), Recorder(), Recorder()
+    net = _train(plan, _seeds(), [("r", plain)], X, y)
+    assert not net.watches_gradients_
+    net = _train(plan, _seeds(), [("g", watcher), ("r", watched)], X, y)
+    assert net.watches_gradients_
+    assert len(watcher.norms_) == 6 and all(n > 0 for n in watcher.norms_)
+    for a, b in zip(plain.weights_, watched.weights_, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_gradient_clipping_callback_clips_every_step():
+    """skorch's ``GradientNormClipping`` works through the group's step."""
+    from skorch.callbacks import GradientNormClipping
+
+    plan = _plan(pretrain_epochs=1, swag_epochs=0, optimizer=torch.optim.SGD, lr=1.0)
+    X, y = _data()
+    seeds = _seeds()
+    start = torch.cat(
+        [
+            torch.nn.utils.parameters_to_vector(plan.build_module(s).parameters())
+            for s in seeds[:, INIT_SEED]
+        ]
+    ).reshape(2, -1)
+    recorder = Recorder()
+    clip = GradientNormClipping(gradient_clip_value=1e-3)
+    _train(plan, seeds, [("clip", clip), ("r", recorder)], X, y)
+    # Three SGD steps at lr 1 of gradients of norm at most 1e-3 (over the
+    # whole stack) move no weight by more than 3e-3.
+    moved = (recorder.weights_[-1] - start).abs().max()
+    assert 0 < moved <= 3e-3 + 1e-6
