@@ -85,8 +85,7 @@ class _GroupNet(NeuralNet):
         # Whether a callback watches the gradients (skorch's
         # ``on_grad_computed``, as ``GradientNormClipping`` does).
         self.watches_gradients_ = any(
-            getattr(type(cb), "on_grad_computed", None)
-            is not Callback.on_grad_computed
+            getattr(type(cb), "on_grad_computed", None) is not Callback.on_grad_computed
             for _, cb in self.callbacks_
         )
         return self
