@@ -80,11 +80,11 @@ class SWAGCollector(Callback):
         if len(net.history) > self.start_epoch:
             self._steps += 1
             if self._steps % self.every_steps == 0:
-                self.moments_.collect(net.module_.flat_weights())
+                self.moments_.collect(net.flat_weights())
 
     def on_epoch_end(self, net, **kwargs):
         if self.every_steps is None and len(net.history) > self.start_epoch:
-            self.moments_.collect(net.module_.flat_weights())
+            self.moments_.collect(net.flat_weights())
 
 
 class LearningRatePlan(Callback):

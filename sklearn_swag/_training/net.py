@@ -2,7 +2,9 @@
 
 A group of particles trains as one :class:`~sklearn_swag.ParticleStack`, the
 module of a skorch net (:class:`_GroupNet`) that feeds it per-particle
-mini-batches and keeps skorch's history in constant time (:class:`_RunHistory`).
+mini-batches, keeps skorch's history in constant time (:class:`_RunHistory`)
+and, where it may (:func:`_may_flatten`), lets the optimizer step the stack's
+parameters as one flat tensor (:mod:`.flat`).
 :func:`_callbacks` puts together what watches a run: the divergence check, the
 learning-rate plan, the SWAG collector, the history, early stopping, the user's
 callbacks, the progress bar and the thread choice.
@@ -15,7 +17,7 @@ import copy
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, ParamMapper
 from skorch.history import History
 
 from .._network.stack import ParticleStack
@@ -30,6 +32,7 @@ from .callbacks import (
     ThreadTuner,
     TrainingHistory,
 )
+from .flat import FlatParameters, attached
 from .optimizers import _fast_optimizer_kwargs
 from .plan import TrainingPlan
 from .stopping import StopSignal
@@ -74,11 +77,50 @@ class _GroupNet(NeuralNet):
     network's step), it feeds batches through :class:`ParticleBatches`, and
     Ctrl-C stops the fit instead of ending training early with a
     half-trained model (skorch's ``partial_fit`` catches
-    ``KeyboardInterrupt``).
+    ``KeyboardInterrupt``). With ``may_flatten`` set (see
+    :func:`_may_flatten`), the optimizer steps the stack's parameters as one
+    flat tensor while the net trains (:class:`FlatParameters`, ``flat_``).
     """
+
+    may_flatten = False
+    flat_: FlatParameters | None = None
 
     def get_default_callbacks(self):
         return []
+
+    def initialize_optimizer(self, *args, **kwargs):
+        params = list(self.module_.parameters())
+        flat = self.may_flatten and FlatParameters.applies(params)
+        self.flat_ = FlatParameters(params) if flat else None
+        return super().initialize_optimizer(*args, **kwargs)
+
+    def get_all_learnable_params(self):
+        if self.flat_ is None:
+            yield from super().get_all_learnable_params()
+            return
+        yield "flat_weights", self.flat_.param
+        stacked = set(map(id, self.flat_.params))
+        for name, param in super().get_all_learnable_params():
+            if id(param) not in stacked:  # a criterion's own parameters
+                yield name, param
+
+    def _zero_grad_optimizer(self, set_to_none=None):
+        flat = self.flat_
+        if flat is None or not flat.attached:
+            return super()._zero_grad_optimizer(set_to_none)
+        flat.zero_grad()
+        for group in self.optimizer_.param_groups:
+            for param in group["params"]:
+                if param is not flat.param:  # a criterion's own, as skorch does
+                    param.grad = None
+        return None
+
+    def flat_weights(self) -> torch.Tensor:
+        """The stack's weights, ``(n_particles, n_params)``: while it trains
+        flat, the optimizer's tensor itself (detached), else a copy."""
+        if self.flat_ is not None and self.flat_.attached:
+            return self.flat_.weights()
+        return self.module_.flat_weights()
 
     def initialize_callbacks(self):
         super().initialize_callbacks()
@@ -112,7 +154,8 @@ class _GroupNet(NeuralNet):
 
     def fit_loop(self, *args, **kwargs):
         try:
-            return super().fit_loop(*args, **kwargs)
+            with attached(self.flat_):
+                return super().fit_loop(*args, **kwargs)
         except KeyboardInterrupt as exc:
             raise _Interrupted from exc
 
@@ -233,9 +276,30 @@ def _callbacks(
     return callbacks, history, collector
 
 
+def _may_flatten(plan: TrainingPlan, stack: ParticleStack) -> bool:
+    """Whether the optimizer may step the stack's parameters as one tensor.
+
+    The same update wherever the weights sit (the group's optimizers update
+    each weight from its own gradients), provided every parameter is trained
+    at every step, as in a lowered network (a static graph of batched
+    operations; an unused parameter would otherwise see zero gradients
+    instead of none), and nothing looks at the parameters one by one: no
+    parameter groups, no user callback that watches the gradients or maps
+    the parameters (skorch's ``Freezer``, ``Initializer``, ...).
+    """
+    if stack.mode != "lowered" or "param_groups" in plan.optimizer_kwargs:
+        return False
+    for entry in plan.callbacks:
+        cb = entry[1] if isinstance(entry, tuple) else entry
+        watches = getattr(type(cb), "on_grad_computed", None)
+        if isinstance(cb, ParamMapper) or watches is not Callback.on_grad_computed:
+            return False
+    return True
+
+
 def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
     """The skorch net of one training run of a group, with a fresh optimizer."""
-    return _GroupNet(
+    net = _GroupNet(
         module=stack,
         criterion=criterion,
         optimizer=plan.optimizer,
@@ -253,3 +317,5 @@ def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
         },
         **{f"iterator_train__{k}": v for k, v in plan.iterator_kwargs.items()},
     )
+    net.may_flatten = _may_flatten(plan, stack)
+    return net
