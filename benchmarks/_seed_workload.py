@@ -24,6 +24,7 @@ from torch import nn
 from sklearn_swag import MultiSWAGRegressor
 from sklearn_swag._network.stack import ParticleStack
 from sklearn_swag._posterior.swag import SWAGMoments
+from sklearn_swag._training.flat import FlatParameters, attached
 
 PRETRAIN, SWAG = 2000, 1000
 RANK = 20
@@ -115,7 +116,9 @@ def stack_loop(
     The loop the package runs, without skorch, callbacks or checks: the
     particles' networks rewritten into batched operations
     (:class:`~sklearn_swag._network.stack.ParticleStack`), one full-batch step
-    per epoch with fused Adam over the stacked weights, the sum of the
+    per epoch with fused Adam over the stacked weights as one flat tensor
+    (:class:`~sklearn_swag._training.flat.FlatParameters`, as the package
+    trains where torch allows), the sum of the
     particles' mean squared errors as the loss, and the package's
     :class:`~sklearn_swag._posterior.swag.SWAGMoments` collected at the end of
     each SWAG epoch. With ``compiled``, the forward and the loss go through
@@ -127,30 +130,41 @@ def stack_loop(
     stack = ParticleStack([SeedNet() for _ in range(n_models)]).to(device)
     X_t = torch.as_tensor(X, dtype=torch.float32, device=device)
     y_t = torch.as_tensor(y, dtype=torch.float32, device=device).reshape(-1, 1)
-    opt = torch.optim.Adam(stack.parameters(), lr=0.03, fused=True)
+    params = list(stack.parameters())
+    flat = FlatParameters(params) if FlatParameters.applies(params) else None
+    opt = torch.optim.Adam(
+        params if flat is None else [flat.param], lr=0.03, fused=True
+    )
     moments = SWAGMoments(n_models, stack.n_params, rank, device=device)
+    if flat is None:
+        zero_grad, weights = opt.zero_grad, stack.flat_weights
+    else:
+        zero_grad, weights = flat.zero_grad, flat.weights
 
-    def step_loss():
-        return ((stack(X_t) - y_t) ** 2).mean(dim=(1, 2)).sum()
+    # The parameters are views of the flat tensor before anything compiles.
+    with attached(flat):
 
-    if compiled:
-        # Every run compiles afresh: guards on an earlier run's stack would
-        # otherwise pile up until dynamo falls back to eager.
-        torch._dynamo.reset()
-        step_loss().backward()  # the stack's own graph, built before dynamo sees it
-        step_loss = torch.compile(step_loss, dynamic=False)
-        step_loss().backward()
-    synchronize(device)
-    start = time.perf_counter()
-    for epoch in range(pretrain + swag):
-        opt.zero_grad()
-        loss = step_loss()
-        loss.backward()
-        opt.step()
-        if epoch >= pretrain:
-            moments.collect(stack.flat_weights())
-    synchronize(device)
-    return time.perf_counter() - start
+        def step_loss():
+            return ((stack(X_t) - y_t) ** 2).mean(dim=(1, 2)).sum()
+
+        if compiled:
+            # Every run compiles afresh: guards on an earlier run's stack would
+            # otherwise pile up until dynamo falls back to eager.
+            torch._dynamo.reset()
+            step_loss().backward()  # the stack's own graph, built before dynamo sees it
+            step_loss = torch.compile(step_loss, dynamic=False)
+            step_loss().backward()
+        synchronize(device)
+        start = time.perf_counter()
+        for epoch in range(pretrain + swag):
+            zero_grad()
+            loss = step_loss()
+            loss.backward()
+            opt.step()
+            if epoch >= pretrain:
+                moments.collect(weights())
+        synchronize(device)
+        return time.perf_counter() - start
 
 
 def make_regressor(

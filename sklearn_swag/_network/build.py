@@ -101,8 +101,13 @@ def build_stack(modules: Sequence[nn.Module], probe: torch.Tensor) -> ParticleSt
     cause = None
     try:
         stack = ParticleStack(modules, mode="lowered", sample_ndim=probe.ndim - 1)
+        # A training-mode call, on a copy where it would update buffers; a
+        # stack without buffers keeps nothing of it but its compiled graph.
+        tried = copy.deepcopy(stack) if stack.stacked_buffers() else stack
+        training = tried.training
         with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-            copy.deepcopy(stack).train()(probe)
+            tried.train()(probe)
+        tried.train(training)
         if _agrees(stack, expected, probe):
             return stack
         reason, foreseen = "its batched rewrite disagrees with the network", False
