@@ -27,9 +27,10 @@ failed.
    ``random_state`` gives every particle the same seeds however the particles
    are grouped, but a group's size can change the rounding of its batched
    kernels, and the seed's lr-0.03 training amplifies rounding over 3000
-   epochs (on a CPU, 8 particles as 1 x 8 and 2 x 4 are 0.08 apart in the
-   predictive mean after the full fit; 64 as 1 x 64 and 2 x 32 are
-   bit-identical). So two comparisons with the
+   epochs (on a CPU, where the optimizer's flat tensor keeps the fused Adam
+   update of every particle the same in any group, 8 particles as 1 x 8 and
+   2 x 4 predict bit-identically after the full fit; the GPU's kernels may
+   not). So two comparisons with the
    single-GPU model on the 1,000 query points:
 
    - a short fit (50 + 25 epochs, fewer if the seed's are fewer) on one GPU
