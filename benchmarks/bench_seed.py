@@ -28,9 +28,9 @@ at each thread count):
 
 - ``stack s``: a hand-written loop over the package's stack of the row's P
   particles (``SeedNet`` rewritten into batched operations, fused Adam over
-  the weights as one flat tensor, the package's SWAG moments) and nothing else, no skorch, callbacks or checks
-  (:func:`_seed_workload.stack_loop`): the least a fit on these kernels can
-  cost.
+  the weights as one flat tensor, the package's SWAG moments) and nothing
+  else, no skorch, callbacks or checks (:func:`_seed_workload.stack_loop`):
+  the least a fit on these kernels can cost.
 
 Columns:
 
