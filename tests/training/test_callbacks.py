@@ -9,6 +9,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from skorch.callbacks import Callback
 from torch import nn
+from training_plans import small_plan, toy_rows
 
 from sklearn_swag._network.build import build_stack
 from sklearn_swag._network.losses import ParticleLoss
@@ -19,38 +20,9 @@ from sklearn_swag._training.callbacks import (
 )
 from sklearn_swag._training.group import fit_group
 from sklearn_swag._training.net import _GroupNet
-from sklearn_swag._training.plan import TrainingPlan
 from sklearn_swag._training.seeds import DATA_SEED, INIT_SEED
 
 CPU = torch.device("cpu")
-
-
-def _data(n=40):
-    rng = np.random.RandomState(0)
-    X = rng.normal(size=(n, 2)).astype(np.float32)
-    y = (np.sin(X[:, :1]) + 0.5 * X[:, 1:]).astype(np.float32)
-    return X, y
-
-
-def _plan(**overrides):
-    params = dict(
-        module=None,
-        module_kwargs={"hidden_layer_sizes": (8,), "activation": "elu"},
-        n_features=2,
-        n_outputs=1,
-        criterion=nn.MSELoss,
-        criterion_kwargs={},
-        optimizer=torch.optim.Adam,
-        optimizer_kwargs={},
-        iterator_kwargs={},
-        lr=0.01,
-        batch_size=16,  # three shuffled batches per epoch, the last of 8 rows
-        pretrain_epochs=3,
-        swag_epochs=4,
-        rank=3,
-    )
-    params.update(overrides)
-    return TrainingPlan(**params)
 
 
 def _seeds(n_particles=2):
@@ -123,8 +95,8 @@ def _numpy_swag(snapshots, rank):
 
 
 def test_collector_averages_the_weights_after_pretraining():
-    plan = _plan()
-    X, y = _data()
+    plan = small_plan()
+    X, y = toy_rows()
     collector = SWAGCollector(start_epoch=plan.pretrain_epochs, rank=plan.rank)
     recorder = Recorder()
     _train(plan, _seeds(), [("swag", collector), ("record", recorder)], X, y)
@@ -145,8 +117,8 @@ def test_collector_averages_the_weights_after_pretraining():
 
 
 def test_fit_group_moments_are_those_of_a_recorded_run():
-    plan = _plan()
-    X, y = _data()
+    plan = small_plan()
+    X, y = toy_rows()
     seeds = _seeds()
     result = fit_group(plan, X, y, np.array([7, 8]), seeds, CPU)
     recorder = Recorder()
@@ -168,8 +140,8 @@ def test_fit_group_moments_are_those_of_a_recorded_run():
 
 @pytest.mark.parametrize("rank, k", [(0, 0), (2, 2), (4, 4), (9, 4)])
 def test_fit_group_keeps_at_most_rank_deviations(rank, k):
-    plan = _plan(rank=rank, pretrain_epochs=1, swag_epochs=4, batch_size=None)
-    X, y = _data()
+    plan = small_plan(rank=rank, pretrain_epochs=1, swag_epochs=4, batch_size=None)
+    X, y = toy_rows()
     result = fit_group(plan, X, y, np.array([0, 1, 2]), _seeds(3), CPU)
     n_params = result["mean"].shape[1]
     assert result["deviations"].shape == (3, k, n_params)
@@ -177,8 +149,8 @@ def test_fit_group_keeps_at_most_rank_deviations(rank, k):
 
 
 def test_fit_group_without_swag_epochs_is_a_deep_ensemble():
-    plan = _plan(swag_epochs=0, pretrain_epochs=5)
-    X, y = _data()
+    plan = small_plan(swag_epochs=0, pretrain_epochs=5)
+    X, y = toy_rows()
     seeds = _seeds()
     result = fit_group(plan, X, y, np.array([0, 1]), seeds, CPU)
     final = result["stack"].flat_weights().double().numpy()
@@ -205,8 +177,8 @@ def test_fit_group_without_swag_epochs_is_a_deep_ensemble():
 
 
 def test_divergence_names_the_global_particle_id():
-    plan = _plan(pretrain_epochs=6, swag_epochs=0)
-    X, y = _data()
+    plan = small_plan(pretrain_epochs=6, swag_epochs=0)
+    X, y = toy_rows()
     callbacks = [
         ("poison", PoisonParticle(particle=1, epoch=3)),
         ("divergence", DivergenceCheck([7, 8])),
@@ -216,8 +188,8 @@ def test_divergence_names_the_global_particle_id():
 
 
 def test_no_divergence_no_error():
-    plan = _plan(pretrain_epochs=3, swag_epochs=0)
-    X, y = _data()
+    plan = small_plan(pretrain_epochs=3, swag_epochs=0)
+    X, y = toy_rows()
     recorder = Recorder()
     _train(
         plan, _seeds(), [("divergence", DivergenceCheck([7, 8])), ("r", recorder)], X, y
@@ -229,7 +201,7 @@ def test_fit_group_stops_a_diverging_run():
     # Plain gradient descent with a huge step on a linear model: the weights
     # grow geometrically until a loss overflows. The run stops at the first
     # particle that diverges, named by its global id, not its place (0 or 1).
-    plan = _plan(
+    plan = small_plan(
         module_kwargs={"hidden_layer_sizes": ()},
         optimizer=torch.optim.SGD,
         lr=100.0,
@@ -237,9 +209,12 @@ def test_fit_group_stops_a_diverging_run():
         pretrain_epochs=60,
         swag_epochs=0,
     )
-    X, y = _data()
+    X, y = toy_rows()
     with pytest.raises(FloatingPointError, match=r"particle\(s\) \[(7|8|7, 8)\]"):
         fit_group(plan, X, y, np.array([7, 8]), _seeds(), CPU)
+    # The optimizer's flat tensor was released: torch's layout check is on.
+    enforced = getattr(torch._C, "_is_grad_layout_enforcement_enabled", None)
+    assert enforced is None or enforced()
 
 
 @pytest.mark.parametrize(
@@ -406,8 +381,8 @@ def test_train_step_tells_gradient_watchers_and_steps_the_same_without():
     """A callback watching the gradients (skorch's ``on_grad_computed``) is
     told of every step; without one the step skips skorch's closure and
     trains to the same weights."""
-    plan = _plan(pretrain_epochs=2, swag_epochs=0)  # 3 batches an epoch
-    X, y = _data()
+    plan = small_plan(pretrain_epochs=2, swag_epochs=0)  # 3 batches an epoch
+    X, y = toy_rows()
     watcher, plain, watched = GradientWatcher(), Recorder(), Recorder()
     net = _train(plan, _seeds(), [("r", plain)], X, y)
     assert not net.watches_gradients_
@@ -422,8 +397,10 @@ def test_gradient_clipping_callback_clips_every_step():
     """skorch's ``GradientNormClipping`` works through the group's step."""
     from skorch.callbacks import GradientNormClipping
 
-    plan = _plan(pretrain_epochs=1, swag_epochs=0, optimizer=torch.optim.SGD, lr=1.0)
-    X, y = _data()
+    plan = small_plan(
+        pretrain_epochs=1, swag_epochs=0, optimizer=torch.optim.SGD, lr=1.0
+    )
+    X, y = toy_rows()
     seeds = _seeds()
     start = torch.cat(
         [

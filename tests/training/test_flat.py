@@ -7,12 +7,12 @@ import pytest
 import torch
 from skorch.callbacks import Callback, Freezer
 from torch import nn
+from training_plans import small_plan, toy_rows
 
 from sklearn_swag._network.build import build_stack
 from sklearn_swag._training import net as net_module
 from sklearn_swag._training.flat import FlatParameters
 from sklearn_swag._training.group import fit_group
-from sklearn_swag._training.plan import TrainingPlan
 
 CPU = torch.device("cpu")
 needs_switch = pytest.mark.skipif(
@@ -28,34 +28,6 @@ def _stack(n_particles=3):
         for _ in range(n_particles)
     ]
     return build_stack(modules, torch.zeros(4, 2))
-
-
-def _data(n=40):
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, 2)).astype(np.float32)
-    y = (np.sin(X[:, :1]) + 0.5 * X[:, 1:]).astype(np.float32)
-    return X, y
-
-
-def _plan(**overrides):
-    params = dict(
-        module=None,
-        module_kwargs={"hidden_layer_sizes": (8,), "activation": "elu"},
-        n_features=2,
-        n_outputs=1,
-        criterion=nn.MSELoss,
-        criterion_kwargs={},
-        optimizer=torch.optim.Adam,
-        optimizer_kwargs={},
-        iterator_kwargs={},
-        lr=0.01,
-        batch_size=16,
-        pretrain_epochs=3,
-        swag_epochs=4,
-        rank=3,
-    )
-    params.update(overrides)
-    return TrainingPlan(**params)
 
 
 @needs_switch
@@ -137,7 +109,7 @@ class _GradientLogger(Callback):
     ],
 )
 def test_may_flatten_where_nothing_looks_at_parameters_one_by_one(overrides, expected):
-    plan = _plan(**overrides)
+    plan = small_plan(**overrides)
     assert net_module._may_flatten(plan, _stack()) is expected
 
 
@@ -146,16 +118,16 @@ def test_a_stack_evaluated_in_a_loop_is_never_flattened():
     loop = type(stack)(
         [nn.Sequential(nn.Linear(2, 5), nn.ELU(), nn.Linear(5, 1))], mode="loop"
     )
-    assert net_module._may_flatten(_plan(), stack)
-    assert not net_module._may_flatten(_plan(), loop)
+    assert net_module._may_flatten(small_plan(), stack)
+    assert not net_module._may_flatten(small_plan(), loop)
 
 
 @needs_switch
 @pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.SGD])
 def test_training_flat_is_training_apart(optimizer):
     """The flat parameter changes where the weights sit, not one update."""
-    plan = _plan(optimizer=optimizer, optimizer_kwargs={"weight_decay": 1e-3})
-    X, y = _data()
+    plan = small_plan(optimizer=optimizer, optimizer_kwargs={"weight_decay": 1e-3})
+    X, y = toy_rows()
     seeds = np.random.RandomState(42).randint(2**31 - 1, size=(2, 3))
     used = []
     original = net_module._GroupNet.initialize_optimizer
@@ -187,8 +159,8 @@ def test_training_flat_is_training_apart(optimizer):
 def test_a_particle_trains_the_same_in_groups_of_any_size():
     """Rows of whole vectors: each particle's updates do not depend on how many
     particles share the flat tensor (41 weights a particle, rows of 48)."""
-    plan = _plan(module_kwargs={"hidden_layer_sizes": (8,)}, n_features=3)
-    X, y = _data()
+    plan = small_plan(module_kwargs={"hidden_layer_sizes": (8,)}, n_features=3)
+    X, y = toy_rows()
     X = np.hstack([X, X[:, :1] ** 2])
     seeds = np.random.RandomState(42).randint(2**31 - 1, size=(4, 3))
     whole = fit_group(plan, X, y, np.arange(4), seeds, CPU)
@@ -197,21 +169,3 @@ def test_a_particle_trains_the_same_in_groups_of_any_size():
         alone = fit_group(plan, X, y, np.arange(4)[part], seeds[part], CPU)
         for key in ("mean", "sq_mean", "deviations"):
             np.testing.assert_array_equal(whole[key][part], alone[key])
-
-
-@needs_switch
-def test_a_fit_that_fails_gives_the_parameters_back():
-    """Divergence ends the fit with an error; torch's layout check is back on."""
-    plan = _plan(
-        module_kwargs={"hidden_layer_sizes": ()},
-        optimizer=torch.optim.SGD,
-        lr=100.0,
-        batch_size=None,
-        pretrain_epochs=60,
-        swag_epochs=0,
-    )
-    X, y = _data()
-    seeds = np.random.RandomState(42).randint(2**31 - 1, size=(2, 3))
-    with pytest.raises(FloatingPointError):
-        fit_group(plan, X, y, np.array([0, 1]), seeds, CPU)
-    assert torch._C._is_grad_layout_enforcement_enabled()
