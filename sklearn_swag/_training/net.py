@@ -124,11 +124,8 @@ class _GroupNet(NeuralNet):
 
     def initialize_callbacks(self):
         super().initialize_callbacks()
-        # Whether a callback watches the gradients (skorch's
-        # ``on_grad_computed``, as ``GradientNormClipping`` does).
         self.watches_gradients_ = any(
-            getattr(type(cb), "on_grad_computed", None) is not Callback.on_grad_computed
-            for _, cb in self.callbacks_
+            _watches_gradients(cb) for _, cb in self.callbacks_
         )
         return self
 
@@ -138,8 +135,8 @@ class _GroupNet(NeuralNet):
         skorch hands the optimizer a closure and tells the callbacks of the
         gradients at every step; with no callback watching them, the step is
         the same without both (the group's optimizers all step without a
-        closure, see ``check_optimizer_decouples``), and on a tiny network
-        they cost a tenth of it.
+        closure, see ``check_optimizer_decouples``), and about 3% faster on a
+        tiny network (21 of 730 us a step, the seed's 16 particles).
         """
         if self.watches_gradients_:
             return super().train_step(batch, **fit_params)
@@ -291,10 +288,16 @@ def _may_flatten(plan: TrainingPlan, stack: ParticleStack) -> bool:
         return False
     for entry in plan.callbacks:
         cb = entry[1] if isinstance(entry, tuple) else entry
-        watches = getattr(type(cb), "on_grad_computed", None)
-        if isinstance(cb, ParamMapper) or watches is not Callback.on_grad_computed:
+        if isinstance(cb, ParamMapper) or _watches_gradients(cb):
             return False
     return True
+
+
+def _watches_gradients(callback) -> bool:
+    """Whether a skorch callback looks at the gradients of every step
+    (``on_grad_computed``, as ``GradientNormClipping`` does)."""
+    watcher = getattr(type(callback), "on_grad_computed", None)
+    return watcher is not Callback.on_grad_computed
 
 
 def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:
