@@ -88,9 +88,6 @@ class FlatParameters:
         """Whether the parameters are views of :attr:`param` now."""
         return self._grads is not None
 
-    def _rows(self, p: torch.Tensor) -> torch.Tensor:
-        return p.detach().reshape(self._n_particles, -1)
-
     def weights(self) -> torch.Tensor:
         """The particles' flat weight vectors, ``(n_particles, n_params)``: a
         view of :attr:`param` (detached), without its padding."""
@@ -107,13 +104,12 @@ class FlatParameters:
         """Make the parameters views of :attr:`param`, from their current values."""
         if self._grads is not None:
             return
-        with torch.no_grad():
-            self.weights().copy_(torch.cat([self._rows(p) for p in self.params], dim=1))
         self.param.grad = torch.zeros_like(self.param)
         self._grads = self._columns(self.param.grad)
         for p, data, grad in zip(
             self.params, self._columns(self.param.data), self._grads, strict=True
         ):
+            data.copy_(p.detach())  # parameter by parameter: no copy of them all
             p.data = data
             p.grad = grad
         self._layout = bool(torch._C._is_grad_layout_enforcement_enabled())
