@@ -58,12 +58,10 @@ class FlatParameters:
     def __init__(self, params: list[nn.Parameter]) -> None:
         self.params = list(params)
         first = self.params[0]
-        self._n_particles = first.shape[0]
         self._numels = [p[0].numel() for p in self.params]
         self.n_params = sum(self._numels)
         width = -(-self.n_params // _ROW_MULTIPLE) * _ROW_MULTIPLE
-        data = first.new_zeros(self._n_particles, width)
-        self.param = nn.Parameter(data)
+        self.param = nn.Parameter(first.new_zeros(first.shape[0], width))
         self._grads: list[torch.Tensor] | None = None
         self._layout = None
 

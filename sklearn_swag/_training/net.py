@@ -89,8 +89,16 @@ class _GroupNet(NeuralNet):
         return []
 
     def initialize_optimizer(self, *args, **kwargs):
+        # Flat unless a callback looks at the parameters one by one: one that
+        # watches the gradients or maps the parameters (skorch's ``Freezer``,
+        # ``Initializer``, ...). skorch initialises the callbacks first.
         params = list(self.module_.parameters())
-        flat = self.may_flatten and FlatParameters.applies(params)
+        flat = (
+            self.may_flatten
+            and not self.watches_gradients_
+            and not any(isinstance(cb, ParamMapper) for _, cb in self.callbacks_)
+            and FlatParameters.applies(params)
+        )
         self.flat_ = FlatParameters(params) if flat else None
         return super().initialize_optimizer(*args, **kwargs)
 
@@ -281,16 +289,10 @@ def _may_flatten(plan: TrainingPlan, stack: ParticleStack) -> bool:
     at every step, as in a lowered network (a static graph of batched
     operations; an unused parameter would otherwise see zero gradients
     instead of none), and nothing looks at the parameters one by one: no
-    parameter groups, no user callback that watches the gradients or maps
-    the parameters (skorch's ``Freezer``, ``Initializer``, ...).
+    parameter groups here, and no callback that does (the net checks its
+    callbacks, :meth:`_GroupNet.initialize_optimizer`).
     """
-    if stack.mode != "lowered" or "param_groups" in plan.optimizer_kwargs:
-        return False
-    for entry in plan.callbacks:
-        cb = entry[1] if isinstance(entry, tuple) else entry
-        if isinstance(cb, ParamMapper) or _watches_gradients(cb):
-            return False
-    return True
+    return stack.mode == "lowered" and "param_groups" not in plan.optimizer_kwargs
 
 
 def _watches_gradients(callback) -> bool:

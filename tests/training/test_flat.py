@@ -10,6 +10,7 @@ from torch import nn
 from training_plans import small_plan, toy_rows
 
 from sklearn_swag._network.build import build_stack
+from sklearn_swag._network.losses import ParticleLoss
 from sklearn_swag._training import net as net_module
 from sklearn_swag._training.flat import FlatParameters
 from sklearn_swag._training.group import fit_group
@@ -108,9 +109,15 @@ class _GradientLogger(Callback):
         ({"optimizer_kwargs": {"param_groups": [("*", {"lr": 0.1})]}}, False),
     ],
 )
-def test_may_flatten_where_nothing_looks_at_parameters_one_by_one(overrides, expected):
+@needs_switch
+def test_flat_where_nothing_looks_at_parameters_one_by_one(overrides, expected):
     plan = small_plan(**overrides)
-    assert net_module._may_flatten(plan, _stack()) is expected
+    stack = _stack()
+    net = net_module._group_net(
+        plan, stack, ParticleLoss(plan.build_criterion()), CPU, plan.callbacks, 1
+    )
+    net.initialize()
+    assert (net.flat_ is not None) is expected
 
 
 def test_a_stack_evaluated_in_a_loop_is_never_flattened():
