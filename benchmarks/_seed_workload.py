@@ -25,6 +25,7 @@ from sklearn_swag import MultiSWAGRegressor
 from sklearn_swag._network.stack import ParticleStack
 from sklearn_swag._posterior.swag import SWAGMoments
 from sklearn_swag._training.flat import FlatParameters, attached
+from sklearn_swag._training.fused_step import fused_step
 
 PRETRAIN, SWAG = 2000, 1000
 RANK = 20
@@ -118,8 +119,9 @@ def stack_loop(
     (:class:`~sklearn_swag._network.stack.ParticleStack`), one full-batch step
     per epoch with fused Adam over the stacked weights as one flat tensor
     (:class:`~sklearn_swag._training.flat.FlatParameters`, as the package
-    trains where torch allows), the sum of the
-    particles' mean squared errors as the loss, and the package's
+    trains where torch allows), stepped by its kernel alone as the package
+    steps it (:func:`~sklearn_swag._training.fused_step.fused_step`), the sum
+    of the particles' mean squared errors as the loss, and the package's
     :class:`~sklearn_swag._posterior.swag.SWAGMoments` collected at the end of
     each SWAG epoch. With ``compiled``, the forward and the loss go through
     ``torch.compile`` (inductor; its backward too), compiled by one untimed
@@ -160,7 +162,8 @@ def stack_loop(
             zero_grad()
             loss = step_loss()
             loss.backward()
-            opt.step()
+            if not fused_step(opt):  # the kernel alone, as the package steps
+                opt.step()
             if epoch >= pretrain:
                 moments.collect(weights())
         synchronize(device)

@@ -33,6 +33,7 @@ from .callbacks import (
     TrainingHistory,
 )
 from .flat import FlatParameters, attached
+from .fused_step import fused_step
 from .optimizers import _fast_optimizer_kwargs
 from .plan import TrainingPlan
 from .stopping import StopSignal
@@ -152,6 +153,17 @@ class _GroupNet(NeuralNet):
         step = self.train_step_single(batch, **fit_params)
         self._step_optimizer(None)
         return step
+
+    def _step_optimizer(self, step_fn):
+        # Without a closure, a fused optimizer steps by its kernel alone where
+        # that is the same step (:func:`fused_step`).
+        if step_fn is not None:
+            return super()._step_optimizer(step_fn)
+        for name in self._optimizers:
+            optimizer = getattr(self, name + "_")
+            if not fused_step(optimizer):
+                optimizer.step()
+        return None
 
     def initialize_history(self):
         self.history_ = _RunHistory()
