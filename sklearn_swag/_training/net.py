@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, ParamMapper
+from skorch.dataset import get_len
 from skorch.history import History
 
 from .._network.stack import ParticleStack
@@ -133,10 +134,41 @@ class _GroupNet(NeuralNet):
 
     def initialize_callbacks(self):
         super().initialize_callbacks()
-        self.watches_gradients_ = any(
-            _watches_gradients(cb) for _, cb in self.callbacks_
-        )
+        self.listeners_ = {
+            hook: [cb for _, cb in self.callbacks_ if _listens(cb, hook)]
+            for hook in _HOOKS
+        }
+        self.watches_gradients_ = bool(self.listeners_["on_grad_computed"])
         return self
+
+    def notify(self, method_name, **cb_kwargs):
+        """skorch's ``notify``, calling only the callbacks that define the hook.
+
+        The net's own hook first, then the callbacks in order, as skorch
+        does; a callback that keeps ``Callback``'s empty method is skipped
+        (four hooks a step, each a call per callback, on a tiny network's
+        step).
+        """
+        listeners = vars(self).get("listeners_", {}).get(method_name)
+        if listeners is None:
+            return super().notify(method_name, **cb_kwargs)
+        getattr(self, method_name)(self, **cb_kwargs)
+        for callback in listeners:
+            getattr(callback, method_name)(self, **cb_kwargs)
+        return None
+
+    def infer(self, x, **fit_params):
+        # A batch is a tensor on the training device already (ParticleBatches;
+        # the group passes the device as a torch.device): skorch's conversion
+        # would only cost, at every step.
+        if type(x) is torch.Tensor and not fit_params and x.device == self.device:
+            return self.module_(x)
+        return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        if type(y_true) is torch.Tensor and y_true.device == self.device:
+            return self.criterion_(y_pred, y_true)
+        return super().get_loss(y_pred, y_true, X=X, training=training)
 
     def train_step(self, batch, **fit_params):
         """One optimizer step, without skorch's closure where nothing needs it.
@@ -164,6 +196,24 @@ class _GroupNet(NeuralNet):
             if not fused_step(optimizer):
                 optimizer.step()
         return None
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch, with a batch's size read as its tensor's length
+        (skorch's ``get_len`` walks any nesting of data, at every step)."""
+        if iterator is None:
+            return
+        history = self.history
+        batch_count = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            history.record_batch(prefix + "_loss", step["loss"].item())
+            first = batch[0] if isinstance(batch, (tuple, list)) else batch
+            size = len(first) if type(first) is torch.Tensor else get_len(first)
+            history.record_batch(prefix + "_batch_size", size)
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+            batch_count += 1
+        history.record(prefix + "_batch_count", batch_count)
 
     def initialize_history(self):
         self.history_ = _RunHistory()
@@ -307,11 +357,26 @@ def _may_flatten(plan: TrainingPlan, stack: ParticleStack) -> bool:
     return stack.mode == "lowered" and "param_groups" not in plan.optimizer_kwargs
 
 
-def _watches_gradients(callback) -> bool:
-    """Whether a skorch callback looks at the gradients of every step
-    (``on_grad_computed``, as ``GradientNormClipping`` does)."""
-    watcher = getattr(type(callback), "on_grad_computed", None)
-    return watcher is not Callback.on_grad_computed
+#: The hooks skorch's ``notify`` calls.
+_HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_batch_begin",
+    "on_batch_end",
+    "on_grad_computed",
+)
+
+
+def _listens(callback, hook: str) -> bool:
+    """Whether a skorch callback does something on ``hook``: it defines the
+    method, in its class or on itself, instead of ``Callback``'s empty one.
+    One that listens to ``on_grad_computed`` (``GradientNormClipping``)
+    watches the gradients of every step."""
+    if hook in vars(callback):
+        return True
+    return getattr(type(callback), hook, None) is not getattr(Callback, hook)
 
 
 def _group_net(plan, stack, criterion, device, callbacks, epochs) -> _GroupNet:

@@ -58,3 +58,64 @@ def test_a_users_callback_reads_the_history_as_in_skorch():
         **MINI_BATCH, n_models=2, validation_fraction=0, callbacks=[_LossReader()]
     ).fit(X, y)
     assert reg.n_features_in_ == 2
+
+
+class _Recorder(Callback):
+    """Notes every hook it defines; ``on_epoch_begin`` is skorch's empty one.
+
+    The notes go to a list of the class: every group trains with a copy of
+    the user's callbacks.
+    """
+
+    calls: list = []
+
+    def __init__(self, name):
+        self.name = name
+
+    def on_batch_begin(self, net, **kwargs):
+        self.calls.append((self.name, "on_batch_begin"))
+
+    def on_epoch_end(self, net, **kwargs):
+        self.calls.append((self.name, "on_epoch_end"))
+
+
+def test_notify_calls_the_hooks_callbacks_define_in_skorchs_order():
+    calls = _Recorder.calls = []
+    first, second = _Recorder("first"), _Recorder("second")
+    # A hook set on the instance counts too.
+    second.on_train_begin = lambda net, **kwargs: calls.append(("second", "begin"))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 2)).astype(np.float32)
+    MultiSWAGRegressor(
+        module__hidden_layer_sizes=(4,),
+        n_models=1,
+        pretrain_epochs=1,
+        swag_epochs=1,
+        batch_size=None,
+        validation_fraction=0,
+        callbacks=[("first", first), ("second", second)],
+    ).fit(X, X.sum(axis=1))
+    per_epoch = [
+        ("first", "on_batch_begin"),
+        ("second", "on_batch_begin"),
+        ("first", "on_epoch_end"),
+        ("second", "on_epoch_end"),
+    ]
+    assert calls == [("second", "begin"), *per_epoch, *per_epoch]
+
+
+def test_the_net_listens_only_where_a_callback_does_something():
+    from skorch.callbacks import GradientNormClipping
+
+    from sklearn_swag._training.net import _GroupNet, _listens
+
+    recorder = _Recorder("r")
+    assert _listens(recorder, "on_batch_begin")
+    assert not _listens(recorder, "on_epoch_begin")
+    assert _listens(GradientNormClipping(), "on_grad_computed")
+    assert not _listens(Callback(), "on_grad_computed")
+    net = _GroupNet(module=None, criterion=None, callbacks=[("r", recorder)])
+    net.initialize_callbacks()
+    assert net.listeners_["on_batch_begin"] == [recorder]
+    assert net.listeners_["on_epoch_begin"] == []
+    assert not net.watches_gradients_
