@@ -99,3 +99,15 @@ def test_loss_falls_back_to_a_loop():
     torch.testing.assert_close(y_pred.grad, expected_grad.detach())
     # Later calls keep working.
     torch.testing.assert_close(loss.per_particle(y_pred, y_true), expected)
+
+
+def test_squared_errors_are_mse_losses_bit_for_bit():
+    from torch.nn import functional as F
+
+    from sklearn_swag._network.losses import _squared_error
+
+    y_pred, y_true = _predictions()
+    y_true = y_true.expand_as(y_pred)
+    assert torch.equal(
+        _squared_error(y_pred, y_true), F.mse_loss(y_pred, y_true, reduction="none")
+    )
