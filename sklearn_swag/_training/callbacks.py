@@ -189,7 +189,8 @@ class TrainingHistory(Callback):
         return self
 
     def on_epoch_begin(self, net, **kwargs):
-        self._sum = None
+        self._first = None  # the epoch's first batch: (losses, rows)
+        self._sum = None  # from the second batch on: losses times rows, summed
         self._rows = 0
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
@@ -199,15 +200,19 @@ class TrainingHistory(Callback):
         rows = batch[0].shape[-2]
         if self.start_loss_ is None:
             self.start_loss_ = losses.detach().clone()
-        if self._sum is None:
-            self._sum = losses * rows
+        if self._first is None:  # an epoch of one batch needs no arithmetic
+            self._first = (losses, rows)
         else:
+            if self._sum is None:
+                self._sum = self._first[0] * self._first[1]
             self._sum.add_(losses, alpha=rows)
         self._rows += rows
 
     def on_epoch_end(self, net, **kwargs):
         if self._sum is not None:
             self.train_loss_.append(self._sum / self._rows)
+        elif self._first is not None:
+            self.train_loss_.append(self._first[0])
         self.lr_.append(float(net.optimizer_.param_groups[0]["lr"]))
 
     def as_arrays(self) -> dict:
@@ -412,6 +417,12 @@ class DivergenceCheck(Callback):
         self.particle_ids = particle_ids
 
     def on_epoch_end(self, net, **kwargs):
+        # skorch has recorded every batch's summed loss: finite, so was every
+        # particle's (a sum is NaN or infinite where a term is). Only where
+        # one is not are the particles' losses read, one sync more.
+        batches = list.__getitem__(net.history, -1).get("batches", ())
+        if all(math.isfinite(b.get("train_loss", math.nan)) for b in batches):
+            return
         criterion = net.criterion_
         if criterion.any_nonfinite():
             bad = criterion.nonfinite

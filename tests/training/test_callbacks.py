@@ -2,6 +2,7 @@
 
 import math
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -228,17 +229,34 @@ def test_fit_group_stops_a_diverging_run():
 )
 def test_divergence_check_reads_the_criterion_flags(nonfinite, message):
     criterion = ParticleLoss(nn.MSELoss())
+    batches = []
     if nonfinite is not None:  # a batch whose losses are NaN where flagged
         y_pred = torch.zeros(3, 2, 1)
         y_pred[torch.tensor(nonfinite)] = float("nan")
-        criterion(y_pred, torch.zeros(2, 1))
-    net = SimpleNamespace(criterion_=criterion, history=[{}])
+        loss = criterion(y_pred, torch.zeros(2, 1))
+        batches.append({"train_loss": loss.item()})  # as skorch records it
+    net = SimpleNamespace(criterion_=criterion, history=[{"batches": batches}])
     check = DivergenceCheck([10, 11, 12])
     if message is None:
         check.on_epoch_end(net)
     else:
         with pytest.raises(FloatingPointError, match=message):
             check.on_epoch_end(net)
+
+
+def test_divergence_check_reads_the_particles_only_after_a_nonfinite_batch():
+    """The recorded batch losses (sums over the particles) decide whether the
+    particles' own losses are read: finite sums, finite terms."""
+    criterion = ParticleLoss(nn.MSELoss())
+    criterion(torch.ones(3, 2, 1), torch.zeros(2, 1))
+    net = SimpleNamespace(criterion_=criterion, history=[{"batches": []}])
+    check = DivergenceCheck([0, 1, 2])
+    with mock.patch.object(ParticleLoss, "any_nonfinite", side_effect=AssertionError):
+        net.history[0]["batches"] = [{"train_loss": 3.0}, {"train_loss": 1.0}]
+        check.on_epoch_end(net)
+    for bad in (math.nan, math.inf):
+        net.history[0]["batches"] = [{"train_loss": 3.0}, {"train_loss": bad}]
+        check.on_epoch_end(net)  # the particles' losses are read: all finite
 
 
 class _Clock:
