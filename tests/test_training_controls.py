@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import Callback
 from torch import nn
 
 from sklearn_swag import MultiSWAGRegressor, _base
@@ -499,6 +500,45 @@ def test_early_stopping_restores_the_best_weights(regression_data):
         reg = MultiSWAGRegressor(**params).fit(X, y)
     # The one SWAG epoch at a vanishing rate: its snapshot is the restored weights.
     np.testing.assert_allclose(reg.swag_mean_, restored[-1].double().numpy(), atol=1e-6)
+
+
+class _EpochWeights(Callback):
+    """Every epoch's weights of the group (a list of the class: each group
+    trains with a copy of the user's callbacks)."""
+
+    seen: list = []
+
+    def on_epoch_end(self, net, **kwargs):
+        _EpochWeights.seen.append(net.flat_weights().clone())
+
+
+def test_early_stopping_restores_each_particles_best_epoch(regression_data):
+    from sklearn_swag._training.callbacks import PretrainingMonitor
+
+    X, y = regression_data
+    params = dict(
+        n_models=3, rank=3, pretrain_epochs=40, swag_epochs=1, n_samples=2,
+        batch_size=None, lr=0.05, validation_fraction=0.25, random_state=0,
+        early_stopping=True, n_iter_no_change=2, tol=0.0, swa_lr=1e-12,
+        anneal_epochs=0, callbacks=[_EpochWeights()],
+    )  # fmt: skip
+    restored = []
+    original = PretrainingMonitor.restore_best
+
+    def spy(self, stack, **kwargs):
+        original(self, stack, **kwargs)
+        restored.append(stack.flat_weights().clone())
+
+    _EpochWeights.seen = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PretrainingMonitor, "restore_best", spy)
+        patch.setattr(PretrainingMonitor, "DROP_SECONDS", math.inf)  # one run
+        reg = MultiSWAGRegressor(**params).fit(X, y)
+    best = reg.pretrain_epochs_
+    assert len(set(best.tolist())) > 1  # the particles stopped apart
+    for particle, epoch in enumerate(best):
+        expected = _EpochWeights.seen[epoch - 1][particle]
+        torch.testing.assert_close(restored[-1][particle], expected, rtol=0, atol=0)
 
 
 def test_early_stopping_needs_held_out_rows(regression_data, fast_params):

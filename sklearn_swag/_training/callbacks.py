@@ -309,7 +309,8 @@ class PretrainingMonitor(Callback):
         self._best = torch.full((n,), math.inf, dtype=torch.float64, device=device)
         self._waiting = torch.zeros(n, dtype=torch.int64, device=device)
         self.best_epoch_ = torch.zeros(n, dtype=torch.int64, device=device)
-        self._weights = [w.detach().clone() for w in stack.weights]
+        # Flat weight vectors: an improving epoch saves them in one operation.
+        self._weights = net.flat_weights().clone()
         self._buffers = [b.clone() for b in stack.stacked_buffers()]
 
     def continued(self, keep: torch.Tensor) -> PretrainingMonitor:
@@ -326,7 +327,7 @@ class PretrainingMonitor(Callback):
         new._best = self._best[keep]
         new._waiting = self._waiting[keep]
         new.best_epoch_ = self.best_epoch_[keep]
-        new._weights = [w[keep] for w in self._weights]
+        new._weights = self._weights[keep]
         new._buffers = [b[keep] for b in self._buffers]
         return new
 
@@ -354,8 +355,7 @@ class PretrainingMonitor(Callback):
             epoch = self.epoch_offset + self.epochs_
             self.best_epoch_[better] = epoch
             with torch.no_grad():
-                for saved, current in zip(self._weights, stack.weights, strict=True):
-                    saved[better] = current.detach()[better]
+                self._weights[better] = net.flat_weights()[better]
                 for saved, current in zip(
                     self._buffers, stack.stacked_buffers(), strict=True
                 ):
@@ -389,10 +389,10 @@ class PretrainingMonitor(Callback):
             Their positions in ``stack``.
         """
         with torch.no_grad():
-            pairs = [
-                *zip(self._weights, stack.weights, strict=True),
-                *zip(self._buffers, stack.stacked_buffers(), strict=True),
-            ]
+            best = stack.unflatten(self._weights[which.to(self._weights.device)])
+            for value, current in zip(best, stack.weights, strict=True):
+                current[positions.to(current.device)] = value
+            pairs = zip(self._buffers, stack.stacked_buffers(), strict=True)
             for saved, current in pairs:
                 current[positions.to(current.device)] = saved[which.to(saved.device)]
 
