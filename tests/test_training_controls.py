@@ -479,29 +479,6 @@ def test_early_stopping_stops_each_particle_at_its_own_best_epoch(regression_dat
     np.testing.assert_allclose(alone.swag_mean_, reg.swag_mean_, atol=1e-4)
 
 
-def test_early_stopping_restores_the_best_weights(regression_data):
-    from sklearn_swag._training.callbacks import PretrainingMonitor
-
-    X, y = regression_data
-    params = dict(
-        n_models=2, rank=3, pretrain_epochs=60, swag_epochs=1, n_samples=2,
-        batch_size=None, lr=0.01, validation_fraction=0.25, random_state=0,
-        early_stopping=True, n_iter_no_change=3, swa_lr=1e-12, anneal_epochs=0,
-    )  # fmt: skip
-    restored = []
-    original = PretrainingMonitor.restore_best
-
-    def spy(self, stack, **kwargs):
-        original(self, stack, **kwargs)
-        restored.append(stack.flat_weights().clone())
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(PretrainingMonitor, "restore_best", spy)
-        reg = MultiSWAGRegressor(**params).fit(X, y)
-    # The one SWAG epoch at a vanishing rate: its snapshot is the restored weights.
-    np.testing.assert_allclose(reg.swag_mean_, restored[-1].double().numpy(), atol=1e-6)
-
-
 class _EpochWeights(Callback):
     """Every epoch's weights of the group (a list of the class: each group
     trains with a copy of the user's callbacks)."""
@@ -512,7 +489,7 @@ class _EpochWeights(Callback):
         _EpochWeights.seen.append(net.flat_weights().clone())
 
 
-def test_early_stopping_restores_each_particles_best_epoch(regression_data):
+def test_early_stopping_restores_each_particles_best_weights(regression_data):
     from sklearn_swag._training.callbacks import PretrainingMonitor
 
     X, y = regression_data
@@ -539,6 +516,8 @@ def test_early_stopping_restores_each_particles_best_epoch(regression_data):
     for particle, epoch in enumerate(best):
         expected = _EpochWeights.seen[epoch - 1][particle]
         torch.testing.assert_close(restored[-1][particle], expected, rtol=0, atol=0)
+    # The one SWAG epoch at a vanishing rate: its snapshot is the restored weights.
+    np.testing.assert_allclose(reg.swag_mean_, restored[-1].double().numpy(), atol=1e-6)
 
 
 def test_early_stopping_needs_held_out_rows(regression_data, fast_params):
