@@ -38,9 +38,10 @@ def _adam_group(opt: torch.optim.Optimizer, group: dict, params: list) -> tuple:
         maxima = [s["max_exp_avg_sq"] for s in entries] if group["amsgrad"] else []
     except KeyError:  # no step yet: optimizer.step() creates the state
         return None
-    kernel = (
-        torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
-    )
+    name = "_fused_adamw_" if group["decoupled_weight_decay"] else "_fused_adam_"
+    kernel = getattr(torch, name, None)
+    if kernel is None:  # a torch without it
+        return None
     beta1, beta2 = group["betas"]
     options = dict(
         amsgrad=group["amsgrad"],
@@ -74,7 +75,8 @@ def _sgd_group(opt: torch.optim.Optimizer, group: dict, params: list) -> tuple:
         grad_scale=None,
         found_inf=None,
     )
-    return [], torch._fused_sgd_, (buffers,), options
+    kernel = getattr(torch, "_fused_sgd_", None)
+    return None if kernel is None else ([], kernel, (buffers,), options)
 
 
 #: The optimizers stepped here, exactly these classes (a subclass may step
