@@ -16,8 +16,9 @@ It steps only what it can step exactly that way; for anything else
 (:func:`fused_step` returns False) the caller calls
 ``optimizer.step()``: the first step, which creates the state; an optimizer
 with step hooks, a gradient scaler's ``grad_scale``, a ``step`` replaced on
-the instance, a learning rate held in a tensor, or parameters on several
-devices or of several dtypes.
+the instance, a learning rate held in a tensor, parameters on several devices
+or of several dtypes, or a torch whose parameter groups lack a setting read
+here (Adam's ``decoupled_weight_decay``, absent from torch 2.4's).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def fused_step(optimizer: torch.optim.Optimizer) -> bool:
     >>> import torch
     >>> from sklearn_swag._training.fused_step import fused_step
     >>> p = torch.nn.Parameter(torch.ones(4, 3))
-    >>> opt = torch.optim.Adam([p], lr=0.1, fused=True)
+    >>> opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, fused=True)
     >>> p.grad = torch.ones(4, 3)
     >>> fused_step(opt)  # the first step makes the state: optimizer.step() must
     False
