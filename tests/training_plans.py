@@ -15,6 +15,11 @@ def toy_rows(n=40):
     return X, y
 
 
+def particle_seeds(n_particles=2):
+    """Seeds of ``n_particles`` particles, one row each, as a fit draws them."""
+    return np.random.RandomState(42).randint(2**31 - 1, size=(n_particles, 3))
+
+
 def small_plan(**overrides):
     """A plan for :func:`toy_rows`: a 2-8-1 ELU network, Adam, 3 + 4 epochs."""
     params = dict(

@@ -10,7 +10,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from skorch.callbacks import Callback
 from torch import nn
-from training_plans import small_plan, toy_rows
+from training_plans import particle_seeds, small_plan, toy_rows
 
 from sklearn_swag._network.build import build_stack
 from sklearn_swag._network.losses import ParticleLoss
@@ -24,10 +24,6 @@ from sklearn_swag._training.net import _GroupNet
 from sklearn_swag._training.seeds import DATA_SEED, INIT_SEED
 
 CPU = torch.device("cpu")
-
-
-def _seeds(n_particles=2):
-    return np.random.RandomState(42).randint(2**31 - 1, size=(n_particles, 3))
 
 
 class Recorder(Callback):
@@ -100,7 +96,7 @@ def test_collector_averages_the_weights_after_pretraining():
     X, y = toy_rows()
     collector = SWAGCollector(start_epoch=plan.pretrain_epochs, rank=plan.rank)
     recorder = Recorder()
-    _train(plan, _seeds(), [("swag", collector), ("record", recorder)], X, y)
+    _train(plan, particle_seeds(), [("swag", collector), ("record", recorder)], X, y)
     # One snapshot at the end of each epoch after the first three, per particle.
     assert recorder.n_snapshots_ == [[0, 0]] * 3 + [[1, 1], [2, 2], [3, 3], [4, 4]]
     moments = collector.moments_
@@ -120,7 +116,7 @@ def test_collector_averages_the_weights_after_pretraining():
 def test_fit_group_moments_are_those_of_a_recorded_run():
     plan = small_plan()
     X, y = toy_rows()
-    seeds = _seeds()
+    seeds = particle_seeds()
     result = fit_group(plan, X, y, np.array([7, 8]), seeds, CPU)
     recorder = Recorder()
     _train(plan, seeds, [("record", recorder)], X, y)
@@ -143,7 +139,7 @@ def test_fit_group_moments_are_those_of_a_recorded_run():
 def test_fit_group_keeps_at_most_rank_deviations(rank, k):
     plan = small_plan(rank=rank, pretrain_epochs=1, swag_epochs=4, batch_size=None)
     X, y = toy_rows()
-    result = fit_group(plan, X, y, np.array([0, 1, 2]), _seeds(3), CPU)
+    result = fit_group(plan, X, y, np.array([0, 1, 2]), particle_seeds(3), CPU)
     n_params = result["mean"].shape[1]
     assert result["deviations"].shape == (3, k, n_params)
     assert_array_equal(result["n_snapshots"], [4, 4, 4])
@@ -152,7 +148,7 @@ def test_fit_group_keeps_at_most_rank_deviations(rank, k):
 def test_fit_group_without_swag_epochs_is_a_deep_ensemble():
     plan = small_plan(swag_epochs=0, pretrain_epochs=5)
     X, y = toy_rows()
-    seeds = _seeds()
+    seeds = particle_seeds()
     result = fit_group(plan, X, y, np.array([0, 1]), seeds, CPU)
     final = result["stack"].flat_weights().double().numpy()
     assert_array_equal(result["mean"], final)
@@ -185,7 +181,7 @@ def test_divergence_names_the_global_particle_id():
         ("divergence", DivergenceCheck([7, 8])),
     ]
     with pytest.raises(FloatingPointError, match=r"particle\(s\) \[8\].*epoch 3"):
-        _train(plan, _seeds(), callbacks, X, y)
+        _train(plan, particle_seeds(), callbacks, X, y)
 
 
 def test_no_divergence_no_error():
@@ -193,7 +189,11 @@ def test_no_divergence_no_error():
     X, y = toy_rows()
     recorder = Recorder()
     _train(
-        plan, _seeds(), [("divergence", DivergenceCheck([7, 8])), ("r", recorder)], X, y
+        plan,
+        particle_seeds(),
+        [("divergence", DivergenceCheck([7, 8])), ("r", recorder)],
+        X,
+        y,
     )
     assert len(recorder.weights_) == 3
 
@@ -212,7 +212,7 @@ def test_fit_group_stops_a_diverging_run():
     )
     X, y = toy_rows()
     with pytest.raises(FloatingPointError, match=r"particle\(s\) \[(7|8|7, 8)\]"):
-        fit_group(plan, X, y, np.array([7, 8]), _seeds(), CPU)
+        fit_group(plan, X, y, np.array([7, 8]), particle_seeds(), CPU)
     # The optimizer's flat tensor was released: torch's layout check is on.
     enforced = getattr(torch._C, "_is_grad_layout_enforcement_enabled", None)
     assert enforced is None or enforced()
@@ -402,9 +402,9 @@ def test_train_step_tells_gradient_watchers_and_steps_the_same_without():
     plan = small_plan(pretrain_epochs=2, swag_epochs=0)  # 3 batches an epoch
     X, y = toy_rows()
     watcher, plain, watched = GradientWatcher(), Recorder(), Recorder()
-    net = _train(plan, _seeds(), [("r", plain)], X, y)
+    net = _train(plan, particle_seeds(), [("r", plain)], X, y)
     assert not net.watches_gradients_
-    net = _train(plan, _seeds(), [("g", watcher), ("r", watched)], X, y)
+    net = _train(plan, particle_seeds(), [("g", watcher), ("r", watched)], X, y)
     assert net.watches_gradients_
     assert len(watcher.norms_) == 6 and all(n > 0 for n in watcher.norms_)
     for a, b in zip(plain.weights_, watched.weights_, strict=True):
@@ -419,7 +419,7 @@ def test_gradient_clipping_callback_clips_every_step():
         pretrain_epochs=1, swag_epochs=0, optimizer=torch.optim.SGD, lr=1.0
     )
     X, y = toy_rows()
-    seeds = _seeds()
+    seeds = particle_seeds()
     start = torch.cat(
         [
             torch.nn.utils.parameters_to_vector(plan.build_module(s).parameters())

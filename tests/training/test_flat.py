@@ -7,7 +7,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback, Freezer
 from torch import nn
-from training_plans import small_plan, toy_rows
+from training_plans import particle_seeds, small_plan, toy_rows
 
 from sklearn_swag._network.build import build_stack
 from sklearn_swag._network.losses import ParticleLoss
@@ -135,7 +135,7 @@ def test_training_flat_is_training_apart(optimizer):
     """The flat parameter changes where the weights sit, not one update."""
     plan = small_plan(optimizer=optimizer, optimizer_kwargs={"weight_decay": 1e-3})
     X, y = toy_rows()
-    seeds = np.random.RandomState(42).randint(2**31 - 1, size=(2, 3))
+    seeds = particle_seeds(2)
     used = []
     original = net_module._GroupNet.initialize_optimizer
 
@@ -169,7 +169,7 @@ def test_a_particle_trains_the_same_in_groups_of_any_size():
     plan = small_plan(module_kwargs={"hidden_layer_sizes": (8,)}, n_features=3)
     X, y = toy_rows()
     X = np.hstack([X, X[:, :1] ** 2])
-    seeds = np.random.RandomState(42).randint(2**31 - 1, size=(4, 3))
+    seeds = particle_seeds(4)
     whole = fit_group(plan, X, y, np.arange(4), seeds, CPU)
     assert whole["mean"].shape == (4, 41)
     for part in (slice(0, 2), slice(2, 4)):

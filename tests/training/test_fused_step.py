@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-from training_plans import small_plan, toy_rows
+from training_plans import particle_seeds, small_plan, toy_rows
 
 from sklearn_swag._training import net as net_module
 from sklearn_swag._training.fused_step import fused_step
@@ -207,10 +207,9 @@ def test_a_learning_rate_schedule_sees_the_steps_and_sets_the_rate():
 @pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.SGD])
 def test_a_group_trains_the_same_with_and_without_the_kernel_alone(optimizer):
     X, y = toy_rows()
-    plan = small_plan(optimizer=optimizer, optimizer_kwargs={"momentum": 0.9})
-    if optimizer is torch.optim.Adam:
-        plan = small_plan()
-    seeds = np.random.RandomState(42).randint(2**31 - 1, size=(2, 3))
+    kwargs = {"momentum": 0.9} if optimizer is torch.optim.SGD else {}
+    plan = small_plan(optimizer=optimizer, optimizer_kwargs=kwargs)
+    seeds = particle_seeds(2)
     taken = []
 
     def counted(opt):
